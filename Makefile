@@ -1,0 +1,41 @@
+# Every target installs what it needs into .venv first (a fresh machine needs only python3).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EVENT  ?=
+POLICY ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install build check-build lint test demo simulate submit bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[local,test]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with its test and local extras
+
+build: install ## regenerate build/ from response.yaml
+	$(PY) -m engine.cli build
+
+lint: install ## compile every module and validate build/ strictly
+	$(PY) -m compileall -q engine steps standin pipelines eventsources sensors tests
+	$(PY) -m pytest -q tests/test_build.py
+
+test: install ## run the whole test suite (offline, local stand-in world)
+	$(PY) -m pytest -q -n 2
+
+demo: install ## run one Falco alert end to end on the local stand-in world (EVENT=path POLICY=name)
+	$(PY) -m engine.cli demo $(if $(EVENT),--event $(EVENT)) $(if $(POLICY),--policy $(POLICY))
+
+simulate: install ## show which Sensor fires for EVENT=path and the Workflow it submits
+	$(PY) -m engine.cli simulate $(if $(EVENT),$(EVENT),-)
+
+bench: install ## copy step on a 1 GiB archive vs sha256sum + plain boto3 upload
+	$(PY) -m tests.bench_copy
+
+clean: ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,360 @@
+"""The policy file (`response.yaml`): global settings and an ordered list of policies.
+
+Keys are snake_case like Falco's own `falco.yaml`. Policies are evaluated like firewall rules:
+the first one that matches an alert decides the response. Every error names the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine import names
+
+# Falco priorities, most severe first (falco_rules.yaml / Falco's priority type).
+PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug")
+PRIORITY_ALIASES = {"Info": "Informational"}
+SEVERITY = {p: len(PRIORITIES) - i for i, p in enumerate(PRIORITIES)}  # Debug=1 … Emergency=8
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_THRESHOLD = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([A-Za-z]+)\s*$")
+
+DEFAULT_PROTECTED = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "falco",
+    "argo",
+    "argo-events",
+    "falco-response",
+]
+
+
+class ConfigError(ValueError):
+    """A policy-file problem, phrased for the person editing the file."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _dns_label(value: str, what: str = "name") -> str:
+    if not DNS1123_LABEL.match(value):
+        raise ValueError(f"{what} {value!r} is not a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
+    return value
+
+
+class SecretKey(_Model):
+    name: str
+    key: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, "secret name")
+
+
+class EventSourceSettings(_Model):
+    namespace: str = "argo-events"
+    port: int = Field(12000, ge=1, le=65535)
+    endpoint: str = "/falco"
+    auth_secret: SecretKey = SecretKey(name="falco-webhook-token", key="token")
+    max_payload_size: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+    falcosidekick_namespace: str = "falco"
+    falcosidekick_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "falcosidekick"}
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._~/-]*$", v):
+            raise ValueError(f"endpoint {v!r} must be a URL path starting with '/'")
+        return v
+
+    @field_validator("namespace", "falcosidekick_namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _dns_label(v, "namespace")
+
+
+class ObjectLock(_Model):
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    days: int = Field(ge=1, le=36500)
+
+
+class ServerSideEncryption(_Model):
+    algorithm: Literal["AES256", "aws:kms"]
+    kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _kms(self) -> "ServerSideEncryption":
+        if self.kms_key_id and self.algorithm != "aws:kms":
+            raise ValueError("kms_key_id only goes with algorithm 'aws:kms'")
+        return self
+
+
+class EvidenceStore(_Model):
+    endpoint: str = ""  # empty: AWS S3 for the region
+    bucket: str = "falco-evidence"
+    region: str = "us-east-1"
+    prefix: str = "falco-response"
+    credentials_secret: str = "evidence-store-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    object_lock: ObjectLock | None = None
+    sse: ServerSideEncryption | None = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v):
+            raise ValueError(f"bucket {v!r} is not a valid S3 bucket name")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^\s/]+(/.*)?$", v):
+            raise ValueError(f"endpoint {v!r} must be an http(s) URL or empty for AWS")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", v):
+            raise ValueError(f"prefix {v!r} must be '/'-separated [A-Za-z0-9._-] segments")
+        return v
+
+    @field_validator("credentials_secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        return _dns_label(v, "secret name")
+
+
+class KubeletTLS(_Model):
+    """How the checkpoint step trusts the kubelet's serving certificate."""
+
+    ca_bundle_configmap: str | None = "kubelet-serving-ca"
+    ca_bundle_key: str = "ca.crt"
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> "KubeletTLS":
+        if self.insecure_skip_verify and self.ca_bundle_configmap:
+            raise ValueError("set either ca_bundle_configmap or insecure_skip_verify: true, not both")
+        if not self.insecure_skip_verify and not self.ca_bundle_configmap:
+            raise ValueError("kubelet TLS needs ca_bundle_configmap, or an explicit insecure_skip_verify: true")
+        return self
+
+
+class CheckpointSettings(_Model):
+    path: Literal["kubelet", "apiserver-proxy"] = "kubelet"
+    kubelet_tls: KubeletTLS = KubeletTLS()
+    timeout_seconds: int = Field(120, ge=1, le=3600)
+    directory: str = names.KUBELET_CHECKPOINT_DIR
+    contain_on_failure: bool = True
+
+    @field_validator("directory")
+    @classmethod
+    def _dir(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"directory {v!r} must be an absolute path without '..'")
+        return v.rstrip("/") or "/"
+
+
+class Notifications(_Model):
+    slack_webhook_secret: SecretKey | None = None
+    webhook_secret: SecretKey | None = None  # a generic JSON webhook, URL kept in a Secret
+
+
+class Settings(_Model):
+    namespace: str = "falco-response"  # where response workflows run
+    argo_namespace: str = "argo"
+    eventsource: EventSourceSettings = EventSourceSettings()
+    protected_namespaces: list[str] = DEFAULT_PROTECTED
+    evidence: EvidenceStore = EvidenceStore()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+    image: str = "ghcr.io/falco-response/steps:0.1.0"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    dedupe_window_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    delete_grace_period_seconds: int = Field(0, ge=0, le=3600)
+    active_deadline_seconds: int = Field(900, ge=60, le=24 * 3600)
+    pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"] = "OnPodSuccess"
+    notifications: Notifications = Notifications()
+
+    @field_validator("namespace", "argo_namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _dns_label(v, "namespace")
+
+    @field_validator("protected_namespaces")
+    @classmethod
+    def _protected(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            _dns_label(ns, "namespace")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9._/:@-]*$", v):
+            raise ValueError(f"image {v!r} is not an image reference")
+        return v
+
+    @model_validator(mode="after")
+    def _own_namespaces_protected(self) -> "Settings":
+        missing = [ns for ns in (self.namespace, self.eventsource.namespace) if ns not in self.protected_namespaces]
+        if missing:
+            raise ValueError(f"protected_namespaces must include the engine's own namespaces: missing {missing}")
+        return self
+
+
+class Match(_Model):
+    """What an alert must carry for the policy to apply. Every given key must match (AND)."""
+
+    rules: list[str] | None = None  # exact Falco rule names
+    priority: str | None = None  # a threshold such as ">= Warning", or one name
+    tags: list[str] | None = None  # any of these tags
+    sources: list[str] | None = None  # e.g. [syscall]
+    namespaces: list[str] | None = None
+    exclude_namespaces: list[str] | None = None
+    output_fields: dict[str, list[str]] | None = None  # field -> any of these exact values
+
+    @field_validator("rules", "tags", "sources", "namespaces", "exclude_namespaces")
+    @classmethod
+    def _nonempty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("must not be empty (leave the key out to match anything)")
+            for item in v:
+                if not item or "\n" in item:
+                    raise ValueError(f"{item!r} is not a usable value")
+        return v
+
+    @field_validator("namespaces", "exclude_namespaces")
+    @classmethod
+    def _ns(cls, v: list[str] | None) -> list[str] | None:
+        for ns in v or []:
+            _dns_label(ns, "namespace")
+        return v
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, v: str | None) -> str | None:
+        if v is not None:
+            priorities_at_or_above(v)
+        return v
+
+    @field_validator("output_fields")
+    @classmethod
+    def _fields(cls, v: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for key, values in (v or {}).items():
+            if not re.match(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$", key):
+                raise ValueError(f"output field {key!r} must be a Falco field name such as proc.name")
+            if not values:
+                raise ValueError(f"output field {key!r} needs at least one value")
+        return v
+
+    def priorities(self) -> list[str] | None:
+        return priorities_at_or_above(self.priority) if self.priority else None
+
+
+Pipeline = Literal["checkpoint-and-quarantine", "checkpoint-and-delete", "checkpoint-only", "quarantine", "delete"]
+
+
+class Policy(_Model):
+    name: str
+    description: str = ""
+    match: Match = Match()
+    response: Pipeline
+    dry_run: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        _dns_label(v, "policy name")
+        if len(names.sensor_name(v)) > 63:
+            raise ValueError(f"policy name {v!r} is too long (its Sensor name must fit 63 characters)")
+        return v
+
+
+class ResponseConfig(_Model):
+    settings: Settings = Settings()
+    policies: list[Policy]
+
+    @field_validator("policies")
+    @classmethod
+    def _unique(cls, v: list[Policy]) -> list[Policy]:
+        if not v:
+            raise ValueError("at least one policy is needed")
+        seen: set[str] = set()
+        for p in v:
+            if p.name in seen:
+                raise ValueError(f"policy name {p.name!r} is used twice")
+            seen.add(p.name)
+        return v
+
+    def pipelines(self) -> list[str]:
+        """The pipelines some policy uses, in the canonical order."""
+        used = {p.response for p in self.policies}
+        return [p for p in names.PIPELINES if p in used]
+
+
+def priorities_at_or_above(threshold: str) -> list[str]:
+    """Expand ">= Warning" (or "Warning", "< Error", …) into the Falco priorities it admits."""
+    m = _THRESHOLD.match(threshold)
+    if not m:
+        raise ValueError(f"priority {threshold!r} must look like '>= Warning'")
+    op, name = m.group(1) or "=", m.group(2)
+    name = PRIORITY_ALIASES.get(name, name)
+    if name not in SEVERITY:
+        raise ValueError(f"unknown priority {m.group(2)!r} (one of {', '.join(PRIORITIES)})")
+    level = SEVERITY[name]
+    test = {
+        ">=": lambda s: s >= level,
+        ">": lambda s: s > level,
+        "=": lambda s: s == level,
+        "<=": lambda s: s <= level,
+        "<": lambda s: s < level,
+    }[op]
+    admitted = [p for p in PRIORITIES if test(SEVERITY[p])]
+    if not admitted:
+        raise ValueError(f"priority {threshold!r} admits no priority")
+    return admitted
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse(data: object, source: str = "response.yaml") -> ResponseConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a mapping with 'settings' and 'policies'")
+    try:
+        return ResponseConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling)"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            lines.append(f"{source}: {_where(err['loc'])}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load(path: str | Path = "response.yaml") -> ResponseConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such policy file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse(data, str(path))

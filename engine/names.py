@@ -1,0 +1,92 @@
+"""Every name, label and annotation the engine writes, in one place.
+
+Generated manifests, step code and tests import these constants so that a rename is one edit
+and `build/` diffs stay reviewable.
+"""
+
+from __future__ import annotations
+
+APP = "falco-response"
+DOMAIN = "falco-response.io"
+
+# Labels on everything we generate (Kubernetes recommended labels).
+PART_OF = "app.kubernetes.io/part-of"
+COMPONENT = "app.kubernetes.io/component"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+def common_labels(component: str) -> dict[str, str]:
+    return {PART_OF: APP, COMPONENT: component, MANAGED_BY: "hera"}
+
+
+# Labels and annotations the steps write on pods and workflows.
+LABEL_QUARANTINED = f"{DOMAIN}/quarantined"  # "true" on a quarantined pod
+LABEL_POLICY = f"{DOMAIN}/policy"
+LABEL_RULE = f"{DOMAIN}/rule"
+LABEL_NAMESPACE = f"{DOMAIN}/namespace"
+LABEL_POD = f"{DOMAIN}/pod"
+LABEL_PIPELINE = f"{DOMAIN}/pipeline"
+ANNOTATION_ALERT = f"{DOMAIN}/alert"  # rule, priority and time of the alert, JSON
+ANNOTATION_WORKFLOW = f"{DOMAIN}/workflow"  # <namespace>/<name> of the response workflow
+ANNOTATION_REMOVED_LABELS = f"{DOMAIN}/removed-labels"  # labels taken off to detach, JSON
+ANNOTATION_QUARANTINED_AT = f"{DOMAIN}/quarantined-at"
+QUARANTINE_NETWORKPOLICY = "falco-response-quarantine"
+
+# Argo UI annotations (Argo Workflows >= 3.5).
+ARGO_TITLE = "workflows.argoproj.io/title"
+ARGO_DESCRIPTION = "workflows.argoproj.io/description"
+
+# Argo Events objects.
+EVENTSOURCE = "falco"
+EVENT_NAME = "falco-alert"
+EVENTSOURCE_SERVICE = f"{EVENTSOURCE}-eventsource-svc"  # Argo Events' own naming
+EVENTSOURCE_NETWORKPOLICY = "falco-eventsource-ingress"
+SENSOR_SERVICE_ACCOUNT = "falco-response-sensor"
+DEPENDENCY = "falco-alert"
+
+
+def sensor_name(policy: str) -> str:
+    return f"falco-response-{policy}"
+
+
+# Workflows.
+WORKFLOW_NAME_PREFIX = "falco-response-"  # + 16 hex of sha256(namespace/pod/container-id)
+PIPELINES = (
+    "checkpoint-and-quarantine",
+    "checkpoint-and-delete",
+    "checkpoint-only",
+    "quarantine",
+    "delete",
+)
+
+
+def workflow_template_name(pipeline: str) -> str:
+    return f"falco-{pipeline}"
+
+
+# Workflow parameters, in the order the Sensor fills them (dest indices depend on it).
+WORKFLOW_PARAMETERS = (
+    "namespace",
+    "pod",
+    "container-id",
+    "container-name",
+    "node",
+    "rule",
+    "priority",
+    "alert-time",
+    "policy",
+    "dry-run",
+    "alert",
+)
+
+# Steps: template name == step module == service account suffix.
+STEPS = ("verify", "checkpoint", "copy", "quarantine", "delete", "report")
+
+
+def step_service_account(step: str) -> str:
+    return f"falco-response-{step}"
+
+
+EVIDENCE_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+OUTPUTS_DIR = "/tmp/outputs"  # where steps write output parameters (an emptyDir)
+KUBELET_CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints"

@@ -1,0 +1,235 @@
+"""What every step shares: one-line errors, retries, outputs, parameter checks, API clients.
+
+A step is a module with `main(argv) -> int`, run by Argo as `python -m steps.<name> --flag=value`.
+Flags are always passed in the `--flag=value` form, so a hostile value can never be read as an
+option. Output parameters are files under the outputs directory, read back by Argo through
+`valueFrom.path`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+from engine.config import DNS1123_LABEL, DNS1123_SUBDOMAIN, PRIORITIES, PRIORITY_ALIASES
+
+T = TypeVar("T")
+
+OUTPUTS_DIR_ENV = "STEP_OUTPUTS_DIR"
+DEFAULT_OUTPUTS_DIR = "/tmp/outputs"
+CONTAINER_ID = re.compile(r"^(?:[0-9a-f]{12}|[0-9a-f]{64})$")
+MAX_VALUE = 4096  # no legitimate scalar parameter is longer
+
+
+class StepError(Exception):
+    """A failure a responder can act on. Its message is printed as one line."""
+
+
+class Refused(StepError):
+    """The step refuses to act (bad input, protected namespace, forged alert). Nothing was changed."""
+
+
+def log(message: str) -> None:
+    """One line on stdout, as the Argo UI shows a step's log."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"{stamp} {message}", flush=True)
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a step's main: StepError -> `error: …` on stderr and exit 1; anything else too."""
+    try:
+        return main(argv)
+    except StepError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: still one line, still Failed
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}", file=sys.stderr, flush=True)
+        return 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are StepErrors (one line, exit 1) instead of exit 2 with usage."""
+
+    def __init__(self, step: str, description: str) -> None:
+        super().__init__(prog=f"python -m steps.{step}", description=description, allow_abbrev=False)
+        self.add_argument("--outputs-dir", default=os.environ.get(OUTPUTS_DIR_ENV, DEFAULT_OUTPUTS_DIR))
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise Refused(f"bad arguments: {message}")
+
+
+def write_output(outputs_dir: str | Path, name: str, value: object) -> None:
+    """Write one output parameter where the template's `valueFrom.path` reads it."""
+    directory = Path(outputs_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    (directory / name).write_text(text)
+
+
+# --- parameter checks: each returns the clean value or raises Refused naming the parameter ----
+
+
+def _scalar(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise Refused(f"{name}: expected a string, got {type(value).__name__}")
+    if len(value) > MAX_VALUE:
+        raise Refused(f"{name}: value is {len(value)} characters long (limit {MAX_VALUE})")
+    return value
+
+
+def dns_label(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    if not DNS1123_LABEL.match(value):
+        raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 label")
+    return value
+
+
+def dns_subdomain(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 subdomain")
+    return value
+
+
+def container_id(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    if not CONTAINER_ID.match(value):
+        raise Refused(f"{name}: {value[:80]!r} is not a 12- or 64-hex container id")
+    return value
+
+
+def priority(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    value = PRIORITY_ALIASES.get(value, value)
+    if value not in PRIORITIES:
+        raise Refused(f"{name}: {value[:80]!r} is not a Falco priority")
+    return value
+
+
+def boolean(name: str, value: object) -> bool:
+    value = _scalar(name, value).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise Refused(f"{name}: {value[:80]!r} is not true or false")
+
+
+def namespaces_list(value: str) -> list[str]:
+    return [dns_label("protected-namespaces", ns) for ns in value.split(",") if ns]
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)  # kubernetes ApiException
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code if isinstance(code, int) else None
+    status = getattr(response, "status_code", None)  # requests HTTPError
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """429, 5xx and connection-level failures are worth another try; other 4xx are not."""
+    status = _status_of(exc)
+    if status is not None and status != 0:
+        return status == 429 or status >= 500
+    name = type(exc).__name__
+    transient_names = (
+        "ConnectionError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "Timeout",
+        "MaxRetryError",
+        "ProtocolError",
+        "NewConnectionError",
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+    )
+    if name in transient_names or isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    # kubernetes ApiException with status 0 wraps a urllib3 failure.
+    return status == 0
+
+
+def retry(
+    call: Callable[[], T],
+    what: str,
+    attempts: int = 5,
+    base_delay: float | None = None,
+    max_delay: float = 8.0,
+) -> T:
+    """Call `call`, retrying transient failures with exponential backoff and jitter."""
+    if base_delay is None:
+        base_delay = float(os.environ.get("STEP_RETRY_BASE_DELAY", "0.5"))
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not is_transient(exc) or attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            log(f"{what}: transient failure ({describe(exc)}), retry {attempt}/{attempts - 1} in {delay:.1f}s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def describe(exc: BaseException) -> str:
+    """A short, one-line description of an API failure: status and the Status message."""
+    status = _status_of(exc)
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            return one_line(f"{status} {message}", 200)
+    if status:
+        reason = getattr(exc, "reason", "") or ""
+        return one_line(f"{status} {reason}".strip(), 200)
+    return one_line(f"{type(exc).__name__}: {exc}", 200)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------
+
+
+def kube_api_client():
+    """An ApiClient from the pod's service account, else from $KUBECONFIG (tests, laptops)."""
+    from kubernetes import client, config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = False  # our retry() decides, with backoff
+    return client.ApiClient(configuration)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
