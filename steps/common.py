@@ -24,6 +24,7 @@ from engine.config import DNS1123_LABEL, DNS1123_SUBDOMAIN, PRIORITIES, PRIORITY
 
 T = TypeVar("T")
 
+EXIT_TRANSIENT = 75  # EX_TEMPFAIL: retries ran out on a transient fault; Argo's retryStrategy retries only this
 OUTPUTS_DIR_ENV = "STEP_OUTPUTS_DIR"
 DEFAULT_OUTPUTS_DIR = "/tmp/outputs"
 CONTAINER_ID = re.compile(r"^(?:[0-9a-f]{12}|[0-9a-f]{64})$")
@@ -50,16 +51,23 @@ def one_line(text: object, limit: int = 400) -> str:
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a step's main: StepError -> `error: …` on stderr and exit 1; anything else too."""
+    """Run a step's main: StepError -> `error: …` on stderr and exit 1; anything else too.
+
+    A transient fault that outlived `retry` exits EXIT_TRANSIENT so that the template's
+    retryStrategy (which retries only that exit code) tries the whole step again later.
+    """
     try:
         return main(argv)
     except StepError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_TRANSIENT if isinstance(exc.__cause__, Exception) and is_transient(exc.__cause__) else 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: still one line, still Failed
+        if is_transient(exc):
+            print(f"error: gave up after retries: {describe(exc)}", file=sys.stderr, flush=True)
+            return EXIT_TRANSIENT
         print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}", file=sys.stderr, flush=True)
         return 1
 

@@ -1,0 +1,129 @@
+"""ServiceAccounts and RBAC: one service account per step, holding exactly what that step calls.
+
+Pods under response live in any unprotected namespace, so pod access is cluster-wide
+(ClusterRole + ClusterRoleBinding); everything about Workflows stays in the workflow namespace.
+No wildcards anywhere: `tests/test_rbac.py` audits this module's output.
+"""
+
+from __future__ import annotations
+
+from engine import names
+from engine.config import Settings
+
+Rule = dict
+
+# What each step's code calls, beyond the executor's own needs. The RBAC audit compares these with
+# the API calls the steps make against the stand-in API server.
+CLUSTER_RULES: dict[str, list[Rule]] = {
+    "verify": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    "checkpoint": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],  # + the checkpoint path
+    "copy": [],  # object storage only; its pod gets no Kubernetes token
+    "quarantine": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets", "daemonsets"], "verbs": ["get"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]},
+    ],
+    "delete": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}],
+    "report": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ],
+}
+NAMESPACED_RULES: dict[str, list[Rule]] = {
+    "report": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}],
+}
+EXECUTOR_RULES = [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+SENSOR_RULES = [
+    {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list"]},
+    {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": ["get"]},
+]
+
+
+def checkpoint_rule(settings: Settings) -> Rule:
+    if settings.checkpoint.path == "kubelet":
+        return {"apiGroups": [""], "resources": ["nodes/checkpoint"], "verbs": ["create"]}
+    # nodes/proxy also lets its holder exec into any pod on any node (CIS 5.1.14): opt-in only.
+    return {"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["create"]}
+
+
+def cluster_rules(step: str, settings: Settings) -> list[Rule]:
+    rules = [dict(r) for r in CLUSTER_RULES[step]]
+    if step == "checkpoint":
+        rules.append(checkpoint_rule(settings))
+    return rules
+
+
+def _meta(name: str, namespace: str | None = None) -> dict:
+    meta = {"name": name, "labels": names.common_labels("rbac")}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _subject(account: str, namespace: str) -> dict:
+    return {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+
+
+def service_accounts(settings: Settings) -> list[dict]:
+    ns = settings.namespace
+    accounts = [names.step_service_account(s) for s in (*names.STEPS, "executor")]
+    out = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(account, ns),
+            # Tokens are mounted per template (automountServiceAccountToken), never by default.
+            "automountServiceAccountToken": False,
+        }
+        for account in accounts
+    ]
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(names.SENSOR_SERVICE_ACCOUNT, settings.eventsource.namespace),
+        }
+    )
+    return out
+
+
+def roles(settings: Settings) -> list[dict]:
+    ns = settings.namespace
+    every_step_pod = [_subject(names.step_service_account(s), ns) for s in (*names.STEPS, "executor")]
+    out: list[dict] = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(names.step_service_account("executor"), ns), "rules": EXECUTOR_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(names.step_service_account("executor"), ns),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": names.step_service_account("executor")},
+         "subjects": every_step_pod},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(names.SENSOR_SERVICE_ACCOUNT, ns), "rules": SENSOR_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(names.SENSOR_SERVICE_ACCOUNT, ns),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names.SENSOR_SERVICE_ACCOUNT},
+         "subjects": [_subject(names.SENSOR_SERVICE_ACCOUNT, settings.eventsource.namespace)]},
+    ]
+    for step, rules in NAMESPACED_RULES.items():
+        name = names.step_service_account(step)
+        out += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(name, ns), "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(name, ns),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [_subject(name, ns)]},
+        ]
+    for step in names.STEPS:
+        rules = cluster_rules(step, settings)
+        if not rules:
+            continue
+        name = names.step_service_account(step)
+        out += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(name),
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(name),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+             "subjects": [_subject(name, ns)]},
+        ]
+    return out

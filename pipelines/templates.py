@@ -1,0 +1,269 @@
+"""One Argo container template per step, each calling `python -m steps.<name>` with its flags.
+
+A template owns its inputs, outputs, service account, security context and retry policy, as a
+Falco Talon actionner owns its parameters and run. Values reach a step only as `--flag=value`
+argv entries (never through a shell), and the whole alert only base64-encoded through an Argo
+expression, so that text inside an alert is never substituted again as a template.
+"""
+
+from __future__ import annotations
+
+from hera.workflows import Container, Parameter, models as m
+
+from engine import names
+from engine.config import Settings
+
+OUT = names.OUTPUTS_DIR
+CA_MOUNT = "/etc/kubelet-ca"
+
+
+def _flags(*names_: str) -> list[str]:
+    return [f"--{n}={{{{inputs.parameters.{n}}}}}" for n in names_]
+
+
+def _outputs(*names_: str, global_prefix: str | None = None) -> list[Parameter]:
+    return [
+        Parameter(name=n, value_from=m.ValueFrom(path=f"{OUT}/{n}", default=""))
+        for n in names_
+    ]
+
+
+def _security(run_as_root: bool = False) -> m.SecurityContext:
+    return m.SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=m.Capabilities(drop=["ALL"]),
+        privileged=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=not run_as_root,
+        run_as_user=0 if run_as_root else 65532,
+        run_as_group=0 if run_as_root else 65532,
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def _retry() -> m.RetryStrategy:
+    # Only exit 75 (steps.common.EXIT_TRANSIENT: a transient fault outlived the step's own
+    # retries) and pod-level errors are retried; a refusal or a final failure is not.
+    return m.RetryStrategy(
+        limit="2",
+        retry_policy="Always",
+        expression="lastRetry.status == 'Error' || lastRetry.exitCode == '75'",
+    )
+
+
+def _tmp() -> tuple[m.Volume, m.VolumeMount]:
+    return (
+        m.Volume(name="tmp", empty_dir=m.EmptyDirVolumeSource(size_limit="64Mi")),
+        m.VolumeMount(name="tmp", mount_path="/tmp"),
+    )
+
+
+def step(
+    settings: Settings,
+    step_name: str,
+    inputs: list[str],
+    outputs: list[str],
+    args: list[str],
+    *,
+    needs_api: bool = True,
+    run_as_root: bool = False,
+    volumes: list[m.Volume] | None = None,
+    mounts: list[m.VolumeMount] | None = None,
+    env: list[m.EnvVar] | None = None,
+    **extra,
+) -> Container:
+    tmp_volume, tmp_mount = _tmp()
+    return Container(
+        name=step_name,
+        image=settings.image,
+        image_pull_policy=settings.image_pull_policy,
+        command=["python", "-m", f"steps.{step_name}"],
+        args=args + [f"--outputs-dir={OUT}"],
+        inputs=[Parameter(name=n) for n in inputs],
+        outputs=_outputs(*outputs),
+        service_account_name=names.step_service_account(step_name),
+        automount_service_account_token=needs_api,
+        executor=None if needs_api else m.ExecutorConfig(service_account_name=names.step_service_account("executor")),
+        security_context=_security(run_as_root),
+        retry_strategy=_retry(),
+        volumes=[tmp_volume, *(volumes or [])],
+        volume_mounts=[tmp_mount, *(mounts or [])],
+        env=env,
+        resources=m.ResourceRequirements(
+            requests={"cpu": "50m", "memory": "64Mi"},
+            limits={"memory": "256Mi"},
+        ),
+        **extra,
+    )
+
+
+def verify(settings: Settings) -> Container:
+    inputs = ["namespace", "pod", "container-id", "container-name", "node", "rule", "priority"]
+    return step(
+        settings,
+        "verify",
+        inputs,
+        ["container-name", "container-id", "pod-uid", "node", "image", "image-id"],
+        _flags(*inputs) + ["--protected-namespaces=" + ",".join(settings.protected_namespaces)],
+    )
+
+
+def checkpoint(settings: Settings) -> Container:
+    cp = settings.checkpoint
+    inputs = ["namespace", "pod", "container", "node"]
+    args = _flags(*inputs) + [
+        f"--path={cp.path}",
+        f"--timeout={cp.timeout_seconds}",
+    ]
+    volumes, mounts = [], []
+    if cp.kubelet_tls.insecure_skip_verify:
+        args.append("--insecure-skip-tls-verify=true")
+    else:
+        args.append(f"--ca-bundle={CA_MOUNT}/{cp.kubelet_tls.ca_bundle_key}")
+        volumes.append(
+            m.Volume(name="kubelet-ca", config_map=m.ConfigMapVolumeSource(name=cp.kubelet_tls.ca_bundle_configmap))
+        )
+        mounts.append(m.VolumeMount(name="kubelet-ca", mount_path=CA_MOUNT, read_only=True))
+    return step(
+        settings,
+        "checkpoint",
+        inputs,
+        ["archive", "checkpoint-time"],
+        args,
+        volumes=volumes,
+        mounts=mounts,
+        active_deadline_seconds=cp.timeout_seconds + 120,
+    )
+
+
+def copy(settings: Settings) -> Container:
+    ev, cp = settings.evidence, settings.checkpoint
+    inputs = [
+        "archive", "node", "namespace", "pod", "container", "container-id", "pod-uid",
+        "image", "image-id", "rule", "priority", "alert-time", "policy",
+    ]
+    args = _flags(*inputs) + [
+        f"--checkpoint-dir={cp.directory}",
+        "--alert-b64={{=sprig.b64enc(workflow.parameters.alert)}}",
+        "--workflow-name={{workflow.name}}",
+        "--workflow-namespace={{workflow.namespace}}",
+        "--workflow-uid={{workflow.uid}}",
+        f"--bucket={ev.bucket}",
+        f"--endpoint-url={ev.endpoint}",
+        f"--region={ev.region}",
+        f"--prefix={ev.prefix}",
+        f"--object-lock-mode={ev.object_lock.mode if ev.object_lock else ''}",
+        f"--object-lock-days={ev.object_lock.days if ev.object_lock else 0}",
+        f"--sse={ev.sse.algorithm if ev.sse else ''}",
+        f"--sse-kms-key-id={(ev.sse.kms_key_id or '') if ev.sse else ''}",
+    ]
+    env = [
+        m.EnvVar(
+            name=key,
+            value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=ev.credentials_secret, key=key)),
+        )
+        for key in names.EVIDENCE_SECRET_ENV
+    ]
+    pin = m.Affinity(
+        node_affinity=m.NodeAffinity(
+            required_during_scheduling_ignored_during_execution=m.NodeSelector(
+                node_selector_terms=[
+                    m.NodeSelectorTerm(
+                        match_fields=[
+                            m.NodeSelectorRequirement(
+                                key="metadata.name", operator="In", values=["{{inputs.parameters.node}}"]
+                            )
+                        ]
+                    )
+                ]
+            )
+        )
+    )
+    return step(
+        settings,
+        "copy",
+        inputs,
+        ["evidence-uri", "manifest-uri", "sha256", "size", "version-id"],
+        args,
+        needs_api=False,
+        run_as_root=True,  # the kubelet writes the archive 0600 root in a 0700 directory
+        volumes=[m.Volume(name="checkpoints", host_path=m.HostPathVolumeSource(path=cp.directory, type="Directory"))],
+        mounts=[m.VolumeMount(name="checkpoints", mount_path=cp.directory)],
+        env=env,
+        affinity=pin,
+        tolerations=[m.Toleration(operator="Exists")],  # the alert's node may be tainted
+    )
+
+
+def quarantine(settings: Settings) -> Container:
+    inputs = ["namespace", "pod", "policy", "rule", "priority", "alert-time", "dry-run"]
+    return step(
+        settings,
+        "quarantine",
+        inputs,
+        ["result", "removed-labels"],
+        _flags(*inputs)
+        + [
+            "--workflow={{workflow.namespace}}/{{workflow.name}}",
+            "--protected-namespaces=" + ",".join(settings.protected_namespaces),
+        ],
+    )
+
+
+def delete(settings: Settings) -> Container:
+    inputs = ["namespace", "pod", "dry-run"]
+    return step(
+        settings,
+        "delete",
+        inputs,
+        ["result"],
+        _flags(*inputs)
+        + [
+            f"--grace-period={settings.delete_grace_period_seconds}",
+            "--protected-namespaces=" + ",".join(settings.protected_namespaces),
+        ],
+    )
+
+
+def report(settings: Settings, pipeline: str) -> Container:
+    inputs = ["namespace", "pod", "policy", "rule", "priority", "dry-run"]
+    notify = settings.notifications
+    env = []
+    for var, ref in (("SLACK_WEBHOOK_URL", notify.slack_webhook_secret), ("WEBHOOK_URL", notify.webhook_secret)):
+        if ref:
+            env.append(
+                m.EnvVar(
+                    name=var,
+                    value_from=m.EnvVarSource(
+                        secret_key_ref=m.SecretKeySelector(name=ref.name, key=ref.key, optional=True)
+                    ),
+                )
+            )
+    return step(
+        settings,
+        "report",
+        inputs,
+        ["summary"],
+        _flags(*inputs)
+        + [
+            f"--pipeline={pipeline}",
+            "--workflow-name={{workflow.name}}",
+            "--workflow-namespace={{workflow.namespace}}",
+            "--workflow-status={{workflow.status}}",
+        ],
+        env=env or None,
+        metrics=m.Metrics(
+            prometheus=[
+                m.Prometheus(
+                    name="falco_response_total",
+                    help="Falco responses by policy, pipeline and result",
+                    labels=[
+                        m.MetricLabel(key="policy", value="{{inputs.parameters.policy}}"),
+                        m.MetricLabel(key="pipeline", value=pipeline),
+                        m.MetricLabel(key="result", value="{{workflow.status}}"),
+                    ],
+                    counter=m.Counter(value="1"),
+                )
+            ]
+        ),
+    )
