@@ -41,7 +41,7 @@ def eventsource(settings: Settings) -> dict:
         ),
     )
     out = {"apiVersion": "argoproj.io/v1alpha1", "kind": "EventSource"}
-    out.update(model.dict(by_alias=True, exclude_none=True))
+    out.update(model.model_dump(by_alias=True, exclude_none=True))
     for event in out["spec"]["webhook"].values():
         context = event.pop("webhookContext")
         context["maxPayloadSize"] = int(context["maxPayloadSize"])

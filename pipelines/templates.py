@@ -48,6 +48,7 @@ def _retry() -> m.RetryStrategy:
         limit="2",
         retry_policy="Always",
         expression="lastRetry.status == 'Error' || lastRetry.exitCode == '75'",
+        backoff=m.Backoff(duration="10s", factor="2", max_duration="3m"),
     )
 
 

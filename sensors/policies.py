@@ -300,9 +300,14 @@ def sensor(config: ResponseConfig, index: int) -> dict:
         ),
     )
     out = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor"}
-    out.update(model.dict(by_alias=True, exclude_none=True))
+    out.update(model.model_dump(by_alias=True, exclude_none=True))
+    trigger = out["spec"]["triggers"][0]
     # Hera's models cannot hold an embedded resource (CONTRACTS.md section 4): set it afterwards.
-    out["spec"]["triggers"][0]["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config, policy)}
+    trigger["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config, policy)}
+    # Falcosidekick never retries: a submit that failed on a transient API error is retried here
+    # (retryStrategy acts only with atLeastOnce). AlreadyExists (a duplicate) fails every retry.
+    trigger["atLeastOnce"] = True
+    trigger["retryStrategy"] = {"steps": 3, "duration": "1s", "factor": 2.0, "jitter": 0.2}
     return out
 
 
