@@ -22,6 +22,12 @@ SEVERITY = {p: len(PRIORITIES) - i for i, p in enumerate(PRIORITIES)}  # Debug=1
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Falco rule names are free text written by whoever maintains the rules; these characters cover
+# the upstream names ("Backdoored library loaded into SSHD (CVE-2024-3094)", "Attach/Exec Pod",
+# "Falco internal: syscall event drop") and leave out quotes, shell and template metacharacters.
+# Shared by the Sensors' filters (Go RE2) and the steps' checks (Python re): keep to their overlap.
+FALCO_RULE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9 ._:/()+,-]{0,198}[A-Za-z0-9._:/()+,-])?"
+ALERT_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
 _THRESHOLD = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([A-Za-z]+)\s*$")
 
 DEFAULT_PROTECTED = [
@@ -44,7 +50,7 @@ class _Model(BaseModel):
 
 
 def _dns_label(value: str, what: str = "name") -> str:
-    if not DNS1123_LABEL.match(value):
+    if not DNS1123_LABEL.fullmatch(value):
         raise ValueError(f"{what} {value!r} is not a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
     return value
 
@@ -231,6 +237,14 @@ class Match(_Model):
             for item in v:
                 if not item or "\n" in item:
                     raise ValueError(f"{item!r} is not a usable value")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: list[str] | None) -> list[str] | None:
+        for rule in v or []:
+            if not re.fullmatch(FALCO_RULE_NAME, rule):
+                raise ValueError(f"rule {rule!r} has characters the engine refuses in alerts (see FALCO_RULE_NAME)")
         return v
 
     @field_validator("namespaces", "exclude_namespaces")

@@ -22,7 +22,8 @@ CLUSTER_RULES: dict[str, list[Rule]] = {
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets", "daemonsets"], "verbs": ["get"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]},
+        # list: allow-policies that select the pod would defeat the deny-all; the step detaches from them.
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "create"]},
     ],
     "delete": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}],
     "report": [

@@ -165,6 +165,7 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                     arguments=_args(
                         namespace=_wf("namespace"),
                         pod=_wf("pod"),
+                        pod_uid=_from("verify", "pod-uid"),
                         policy=_wf("policy"),
                         rule=_wf("rule"),
                         priority=_wf("priority"),
@@ -177,7 +178,9 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                     name="delete",
                     template="delete",
                     depends=gate,
-                    arguments=_args(namespace=_wf("namespace"), pod=_wf("pod"), dry_run=_wf("dry-run")),
+                    arguments=_args(
+                        namespace=_wf("namespace"), pod=_wf("pod"), pod_uid=_from("verify", "pod-uid"), dry_run=_wf("dry-run")
+                    ),
                 )
             del verify
     # The exit handler is called by name, so its inputs come from the workflow's parameters.

@@ -90,6 +90,8 @@ def step(
         volumes=[tmp_volume, *(volumes or [])],
         volume_mounts=[tmp_mount, *(mounts or [])],
         env=env,
+        # The step's one-line `error: …` becomes the node message the report quotes.
+        termination_message_policy="FallbackToLogsOnError",
         resources=m.ResourceRequirements(
             requests={"cpu": "50m", "memory": "64Mi"},
             limits={"memory": "256Mi"},
@@ -197,7 +199,7 @@ def copy(settings: Settings) -> Container:
 
 
 def quarantine(settings: Settings) -> Container:
-    inputs = ["namespace", "pod", "policy", "rule", "priority", "alert-time", "dry-run"]
+    inputs = ["namespace", "pod", "pod-uid", "policy", "rule", "priority", "alert-time", "dry-run"]
     return step(
         settings,
         "quarantine",
@@ -212,7 +214,7 @@ def quarantine(settings: Settings) -> Container:
 
 
 def delete(settings: Settings) -> Container:
-    inputs = ["namespace", "pod", "dry-run"]
+    inputs = ["namespace", "pod", "pod-uid", "dry-run"]
     return step(
         settings,
         "delete",

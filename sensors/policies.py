@@ -21,7 +21,7 @@ from hera.events import models as ev
 from hera.events.models.io.k8s.apimachinery.pkg.apis.meta.v1 import ObjectMeta
 
 from engine import names
-from engine.config import PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
+from engine.config import ALERT_TIME, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
 
 NS = "body.output_fields.k8s\\.ns\\.name"
 POD = "body.output_fields.k8s\\.pod\\.name"
@@ -34,8 +34,8 @@ CID_T = '(index .Input.body.output_fields "container.id")'
 RE_DNS_LABEL = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 RE_DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 RE_SHORT_ID = "^[0-9a-f]{12}$"
-RE_TIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
-RE_UNSAFE_RULE = "[{}\\x00-\\x1f]"  # template braces or control characters: not a Falco rule name
+RE_TIME = f"^(?:{ALERT_TIME})$"
+RE_RULE = f"^(?:{FALCO_RULE_NAME})$"  # the steps refuse anything else: never start a doomed response
 
 
 def quote_meta(text: str) -> str:
@@ -72,7 +72,7 @@ def gating_filters(settings: Settings) -> list[ev.DataFilter]:
         _data(NS, one_of(settings.protected_namespaces), negate=True),
         _data(POD, RE_DNS_SUBDOMAIN),
         _data(CONTAINER_ID, RE_SHORT_ID),
-        _data("body.rule", RE_UNSAFE_RULE, negate=True),
+        _data("body.rule", RE_RULE),
         _data("body.time", RE_TIME),
     ]
 

@@ -20,14 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from engine.config import DNS1123_LABEL, DNS1123_SUBDOMAIN, PRIORITIES, PRIORITY_ALIASES
+from engine.config import ALERT_TIME, DNS1123_LABEL, DNS1123_SUBDOMAIN, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES
 
 T = TypeVar("T")
 
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: retries ran out on a transient fault; Argo's retryStrategy retries only this
 OUTPUTS_DIR_ENV = "STEP_OUTPUTS_DIR"
 DEFAULT_OUTPUTS_DIR = "/tmp/outputs"
-CONTAINER_ID = re.compile(r"^(?:[0-9a-f]{12}|[0-9a-f]{64})$")
+CONTAINER_ID = re.compile(r"[0-9a-f]{12}|[0-9a-f]{64}")  # used with fullmatch, as every pattern here
+RULE = re.compile(FALCO_RULE_NAME)
+RFC3339 = re.compile(ALERT_TIME)
+UID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 MAX_VALUE = 4096  # no legitimate scalar parameter is longer
 
 
@@ -104,21 +107,21 @@ def _scalar(name: str, value: object) -> str:
 
 def dns_label(name: str, value: object) -> str:
     value = _scalar(name, value)
-    if not DNS1123_LABEL.match(value):
+    if not DNS1123_LABEL.fullmatch(value):
         raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 label")
     return value
 
 
 def dns_subdomain(name: str, value: object) -> str:
     value = _scalar(name, value)
-    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.fullmatch(value):
         raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 subdomain")
     return value
 
 
 def container_id(name: str, value: object) -> str:
     value = _scalar(name, value)
-    if not CONTAINER_ID.match(value):
+    if not CONTAINER_ID.fullmatch(value):
         raise Refused(f"{name}: {value[:80]!r} is not a 12- or 64-hex container id")
     return value
 
@@ -142,6 +145,48 @@ def boolean(name: str, value: object) -> bool:
 
 def namespaces_list(value: str) -> list[str]:
     return [dns_label("protected-namespaces", ns) for ns in value.split(",") if ns]
+
+
+def rule_name(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    if not RULE.fullmatch(value):
+        shown = value[:80] + ("…" if len(value) > 80 else "")
+        raise Refused(f"{name}: {shown!r} is not a Falco rule name (letters, digits, space and ._:/()+,- only, at most 200)")
+    return value
+
+
+def alert_time(name: str, value: object) -> str:
+    value = _scalar(name, value)
+    if not RFC3339.fullmatch(value):
+        raise Refused(f"{name}: {value[:80]!r} is not an RFC 3339 time")
+    return value
+
+
+def pod_uid(name: str, value: object) -> str:
+    """An optional pod UID ('' = not given)."""
+    value = _scalar(name, value)
+    if value and not UID.fullmatch(value):
+        raise Refused(f"{name}: {value[:80]!r} is not a pod UID")
+    return value
+
+
+def optional(check, name: str, value: object) -> str:
+    """Run `check` unless the value is empty (the Sensor sends '' for a field the alert lacks)."""
+    return "" if value == "" else check(name, value)
+
+
+def no_control_characters(args, exempt: Sequence[str] = ()) -> None:
+    """Refuse any flag value holding a control character (newline included), first of all."""
+    for key, value in vars(args).items():
+        if key in exempt:
+            continue
+        if isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise Refused(f"{key.replace('_', '-')}: contains a control character")
+
+
+def protected(namespace: str, protected_namespaces: str) -> None:
+    if namespace in namespaces_list(protected_namespaces):
+        raise Refused(f"namespace {namespace} is protected: no automated response there")
 
 
 # --- retries --------------------------------------------------------------------------------

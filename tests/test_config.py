@@ -70,6 +70,8 @@ def _error(mutate) -> str:
         (lambda r: r["settings"]["eventsource"].update(port="twelve"), "settings.eventsource.port"),
         (lambda r: r.update(policies=[]), "policies: at least one policy is needed"),
         (lambda r: r["policies"][0]["match"].update(tags=[]), "policies[0].match.tags: must not be empty"),
+        (lambda r: r["policies"][0]["match"].update(rules=['Shell "quoted" {{x}}']),
+         "policies[0].match.rules: rule 'Shell \"quoted\" {{x}}' has characters the engine refuses"),
         (lambda r: r["policies"][0]["match"].update(output_fields={"proc name": ["x"]}), "output field 'proc name'"),
     ],
 )

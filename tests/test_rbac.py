@@ -66,7 +66,8 @@ EXPECTED = {
     "falco-response-quarantine": {
         ("", "pods", "get"), ("", "pods", "patch"), ("", "services", "list"),
         ("apps", "replicasets", "get"), ("apps", "statefulsets", "get"), ("apps", "daemonsets", "get"),
-        ("networking.k8s.io", "networkpolicies", "get"), ("networking.k8s.io", "networkpolicies", "create"),
+        ("networking.k8s.io", "networkpolicies", "get"), ("networking.k8s.io", "networkpolicies", "list"),
+        ("networking.k8s.io", "networkpolicies", "create"),
     },
     "falco-response-delete": {("", "pods", "get"), ("", "pods", "delete")},
     "falco-response-report": {("", "pods", "get"), ("", "events", "create"), ("argoproj.io", "workflows", "get")},

@@ -21,7 +21,7 @@ def test_quote_meta_escapes_exactly_re2_metacharacters():
     )
 
 
-def test_every_string_filter_is_anchored_or_a_deliberate_search():
+def test_every_string_filter_is_anchored():
     cfg = config.load("response.yaml")
     for index in range(len(cfg.policies)):
         for f in policies.sensor(cfg, index)["spec"]["dependencies"][0]["filters"]["data"]:
@@ -29,8 +29,6 @@ def test_every_string_filter_is_anchored_or_a_deliberate_search():
                 re.compile(value)
                 if f["path"] == "body.tags":
                     assert value.startswith('"') and value.endswith('"')  # a whole quoted element
-                elif f["path"] == "body.rule" and f.get("comparator") == "!=" and value.startswith("["):
-                    continue  # "contains an unsafe character" is a search by design
                 else:
                     assert value.startswith("^") and value.endswith("$"), value
 
@@ -44,6 +42,12 @@ def test_one_of_matches_whole_values_only():
 def test_gjson_paths_escape_dots_and_brackets():
     assert policies.gjson_path("proc.aname[2]") == "body.output_fields.proc\\.aname\\[2\\]"
     assert policies.gjson_path("k8s.pod.name") == "body.output_fields.k8s\\.pod\\.name"
+
+
+def test_lua_strings_escape_quotes_backslashes_and_control_characters():
+    assert policies.lua_string('a"b\\c\n') == '"a\\"b\\\\c\\010"'
+    runtime = lupa.LuaRuntime()
+    assert runtime.execute("return " + policies.lua_string('q"\\\n]]--')) == 'q"\\\n]]--'
 
 
 def _lua(script: str, body: dict) -> object:
@@ -60,8 +64,8 @@ def _lua(script: str, body: dict) -> object:
     return runtime.execute(script)
 
 
-def test_lua_rejects_alerts_an_earlier_policy_takes_even_with_quotes_in_rule_names():
-    tricky = 'Rule with "quotes" and \\ backslash'
+def test_lua_rejects_alerts_an_earlier_policy_takes():
+    tricky = "Backdoored library loaded into SSHD (CVE-2024-3094)"
     cfg = _cfg(
         {"name": "first", "match": {"rules": [tricky], "priority": ">= Error"}, "response": "delete"},
         {"name": "second", "match": {"tags": ["container"]}, "response": "quarantine"},

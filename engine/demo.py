@@ -1,0 +1,480 @@
+"""`falco-response demo [--event PATH] [--policy NAME]`: one Falco alert, end to end, on the local stand-in world.
+
+Starts the stand-in world (FakeKube: API server and a kubelet on node-1; S3Server: moto with an
+Object Lock bucket; the webhook EventSource from build/ on a free port), creates the workload the
+alert is about (a Deployment-owned pod and a Service selecting it), then does what the cluster
+would do: Falcosidekick posts the alert with the bearer token, the Sensors from build/ decide
+(engine.sensorsim), the Workflow is submitted (409 AlreadyExists = deduplicated) and run against
+its WorkflowTemplate from build/pipelines (engine.localrun), every step through its real
+entrypoint. Then it shows the DAG, the evidence (re-verified by downloading and hashing it), the
+pod's final state, the NetworkPolicy and the Kubernetes Event.
+
+`--policy NAME` forces a policy (its Sensor's trigger, filters bypassed) or a pipeline by name,
+to demo each pipeline. Exit status 0 when the response succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from engine import names, sensorsim, simulate
+from engine.localrun import LocalRunner, RunResult, TaskRun
+from engine.webhook import WebhookEndpoint, WebhookServer
+
+DEFAULT_EVENT = "01_terminal_shell_in_container.falco-docs.json"
+NODE = "node-1"
+RETENTION_DAYS = 1
+BACKOFF_SCALE = 0.01
+
+
+def default_event() -> Path:
+    from standin import shared_dir
+
+    return shared_dir() / "falco-events" / DEFAULT_EVENT
+
+
+@dataclass
+class DemoResult:
+    exit_code: int
+    decision: simulate.Decision | None = None
+    run: RunResult | None = None
+    workflow_name: str | None = None
+    workflow_namespace: str | None = None
+    deduplicated: bool = False
+    evidence: dict[str, Any] = field(default_factory=dict)
+    pod: dict | None = None
+    networkpolicies: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    unauthenticated_status: int | None = None
+    posted_status: int | None = None
+
+
+class Demo:
+    """The stand-in world plus the build/ manifests. Use as a context manager, then `run(alert)`."""
+
+    def __init__(
+        self,
+        build_dir: str | Path = "build",
+        workdir: str | Path | None = None,
+        out: IO[str] | None = None,
+        step_env: dict[str, str] | None = None,
+        backoff_scale: float = BACKOFF_SCALE,
+    ) -> None:
+        self.build_dir = Path(build_dir)
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="falco-response-demo-"))
+        self.out = out or sys.stdout
+        self.step_env = dict(step_env or {})
+        self.backoff_scale = backoff_scale
+        self.token = secrets.token_urlsafe(24)
+        self.kube = None
+        self.s3 = None
+        self.webhook: WebhookServer | None = None
+        self._print_lock = threading.Lock()
+
+    # --- output -----------------------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Demo":
+        from standin.kube import FakeKube
+        from standin.s3 import S3Server
+
+        self.spec = sensorsim.load_eventsource(self.build_dir)
+        self.sensors = sensorsim.load_sensors(self.build_dir)
+        if not self.sensors:
+            raise simulate.InputError(f"no Sensor in {self.build_dir}/sensors (run `make build`)")
+        self.runner_templates = LocalRunner(None, self.build_dir).workflow_templates()
+        self.kube = FakeKube(self.workdir / "kube").start()
+        try:
+            self.kube.add_node(NODE)
+            self.s3 = S3Server().start()
+            self.bucket, self.region = self._evidence_settings()
+            self.s3.create_bucket(self.bucket, object_lock=True)
+            self.s3.client().put_object_lock_configuration(
+                Bucket=self.bucket,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": RETENTION_DAYS}},
+                },
+            )
+            self.endpoint = WebhookEndpoint(self.spec, self.token)
+            self.webhook = WebhookServer(self.endpoint).start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.webhook:
+            self.webhook.stop()
+        if self.s3:
+            self.s3.stop()
+        if self.kube:
+            self.kube.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _evidence_settings(self) -> tuple[str, str]:
+        """Bucket and region the copy step of build/pipelines writes to."""
+        for wt in self.runner_templates.values():
+            for t in wt["spec"].get("templates") or []:
+                args = (t.get("container") or {}).get("args") or []
+                if (t.get("container") or {}).get("command", [])[-1:] == ["steps.copy"]:
+                    found = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.startswith("--") and "=" in a}
+                    return found.get("--bucket", "falco-evidence"), found.get("--region", "us-east-1")
+        return "falco-evidence", "us-east-1"
+
+    def _secrets_and_configmaps(self) -> tuple[dict, dict]:
+        """Values for every secretKeyRef (the S3 credentials) and configMap volume (the kubelet CA)."""
+        creds = self.s3.credentials
+        secrets_: dict[str, dict[str, str]] = {}
+        configmaps: dict[str, dict[str, str]] = {}
+        ca = Path(self.kube.kubelet_ca).read_text()
+        for wt in self.runner_templates.values():
+            for t in wt["spec"].get("templates") or []:
+                for env in (t.get("container") or {}).get("env") or []:
+                    ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                    if ref and ref["key"] in creds:
+                        secrets_.setdefault(ref["name"], {})[ref["key"]] = creds[ref["key"]]
+                for vol in t.get("volumes") or []:
+                    cm = vol.get("configMap")
+                    if cm:
+                        keys = [i["key"] for i in cm.get("items") or []] or ["ca.crt"]
+                        configmaps[cm["name"]] = {k: ca for k in keys}
+        return secrets_, configmaps
+
+    # --- the workload ---------------------------------------------------------------------------
+
+    def create_workload(self, alert: dict) -> dict:
+        namespace, pod, short_id = workload_identity(alert)
+        fields = alert["output_fields"]
+        repo = str(fields.get("container.image.repository") or "nginx")
+        tag = str(fields.get("container.image.tag") or "latest")
+        container = str(fields.get("container.name") or repo.rsplit("/", 1)[-1] or "app")
+        parts = pod.rsplit("-", 2)
+        app = parts[0] if len(parts) == 3 and len(parts[1]) >= 5 and len(parts[2]) == 5 else pod
+        template_hash = parts[1] if app != pod else "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(10))
+        labels = {"app": app, "pod-template-hash": template_hash}
+        full_id = short_id + secrets.token_hex(26)
+        self.kube.add_namespace(namespace)
+        for ns in {wt["metadata"].get("namespace") for wt in self.runner_templates.values()} - {None}:
+            self.kube.add_namespace(ns)
+        rs = f"{app}-{template_hash}"
+        self.kube.add_replicaset(namespace, rs, labels, labels=labels, owner={"kind": "Deployment", "name": app})
+        self.kube.add_pod(
+            namespace, pod, NODE, [{"name": container, "image": f"{repo}:{tag}", "id": full_id}],
+            labels=labels, owner={"kind": "ReplicaSet", "name": rs},
+        )
+        self.kube.add_service(namespace, app, {"app": app})
+        return {"namespace": namespace, "pod": pod, "container": container, "container_id": full_id,
+                "app": app, "replicaset": rs, "service": app, "image": f"{repo}:{tag}"}
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    def post(self, body: bytes, token: str | None) -> "Any":
+        import requests
+
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Falcosidekick"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(self.spec.method, self.webhook.url, data=body, headers=headers, timeout=10)
+
+    def run(self, alert_bytes: bytes, policy: str | None = None, source: str = "") -> DemoResult:
+        started = time.time()
+        say = self.say
+        alert = simulate.check_alert(alert_bytes, self.spec)
+        say(f"falco-response demo: one Falco alert end to end, on the local stand-in world")
+        say(f"  alert   {source or '(given)'}")
+        say(f"  build   {self.build_dir}/ : EventSource {self.spec.eventsource}, {len(self.sensors)} Sensors, "
+            f"{len(self.runner_templates)} WorkflowTemplates")
+        say()
+        say("[1/6] stand-in world")
+        workload = self.create_workload(alert)
+        say(f"  Kubernetes API  {self.kube.url} (FakeKube), node {NODE} with its kubelet at {self.kube.kubelet_url(NODE)}")
+        say(f"  S3              {self.s3.url} (moto): bucket {self.bucket}, Object Lock on, default retention GOVERNANCE {RETENTION_DAYS} day")
+        say(f"  EventSource     {self.webhook.url} ({self.spec.method}, bearer token, maxPayloadSize {self.spec.max_payload_size})")
+        say(f"  workload        Deployment {workload['app']} -> ReplicaSet {workload['replicaset']} -> pod "
+            f"{workload['namespace']}/{workload['pod']} on {NODE}, container {workload['container']} "
+            f"({workload['image']}, id {workload['container_id'][:12]}...); Service {workload['service']} selects app={workload['app']}")
+        say()
+
+        say("[2/6] Falcosidekick posts the alert")
+        original_host = alert.get("hostname")
+        alert["hostname"] = NODE
+        say(f"  Falco's Helm chart sets the hostname to the node name (spec.nodeName); the alert says "
+            f"{json.dumps(original_host) if original_host is not None else '(no hostname)'}, so it is posted as "
+            f"Falcosidekick on {NODE} would send it: hostname \"{NODE}\"")
+        body = json.dumps(alert, ensure_ascii=False).encode()
+        result = DemoResult(exit_code=1)
+        denied = self.post(body, None)
+        result.unauthenticated_status = denied.status_code
+        say(f"  POST {self.spec.endpoint} without Authorization  -> {denied.status_code} {denied.text.strip()}")
+        before = len(self.webhook.events)
+        accepted = self.post(body, self.token)
+        result.posted_status = accepted.status_code
+        say(f"  POST {self.spec.endpoint} with the bearer token   -> {accepted.status_code} {accepted.text.strip()}")
+        if accepted.status_code != 200 or len(self.webhook.events) != before + 1:
+            say("  the EventSource refused the alert: nothing happens")
+            return result
+        event_data = self.webhook.events[-1]
+        header = json.loads(event_data)["header"]
+        say(f"  event published: header Authorization = {header.get('Authorization')}")
+        say()
+
+        say("[3/6] Sensors from build/sensors decide (Argo Events semantics)")
+        decision = simulate.decide(event_data, self.sensors, self.spec)
+        simulate.print_decision(decision, out=_Writer(self.say))
+        if decision.bug:
+            say(f"  ERROR: {decision.bug}")
+            return result
+        if policy:
+            decision = simulate.force(event_data, self.sensors, self.spec, policy)
+            say(f"  --policy {policy}: {decision.reason}")
+        result.decision = decision
+        if decision.workflow is None:
+            say(f"  {decision.reason}")
+            say("  nothing to run" + ("" if policy else " (use --policy NAME to force a policy or a pipeline)"))
+            return result
+        wf = decision.workflow
+        name, namespace = wf["metadata"]["name"], wf["metadata"]["namespace"]
+        result.workflow_name, result.workflow_namespace = name, namespace
+        say(f"  -> Workflow {namespace}/{name} from WorkflowTemplate {wf['spec']['workflowTemplateRef']['name']} "
+            f"(policy {decision.policy}, pipeline {decision.pipeline})")
+        say()
+
+        say("[4/6] submit (argo submit of the Sensor's Workflow)")
+        secrets_, configmaps = self._secrets_and_configmaps()
+        env = {"STEP_RETRY_BASE_DELAY": "0.05", "AWS_ENDPOINT_URL": self.s3.url, "AWS_DEFAULT_REGION": self.region}
+        env.update(self.step_env)
+        runner = LocalRunner(
+            self.kube, self.build_dir, secrets=secrets_, configmaps=configmaps, env=env,
+            workdir=self.workdir / "run", on_change=self._progress, backoff_scale=self.backoff_scale,
+        )
+        created, answer = runner.submit(wf)
+        if not created:
+            say(f"  409 {answer.get('reason')}: {answer.get('message')}: deduplicated, nothing to run")
+            result.deduplicated = True
+            result.exit_code = 0
+            return result
+        say(f"  created workflows.argoproj.io {namespace}/{name} (uid {answer['metadata']['uid']})")
+        again = self.post(body, self.token)
+        again_decision = (simulate.force(self.webhook.events[-1], self.sensors, self.spec, policy) if policy
+                          else simulate.decide(self.webhook.events[-1], self.sensors, self.spec))
+        created_again, answer_again = runner.submit(again_decision.workflow) if again_decision.workflow else (True, {})
+        if not created_again:
+            say(f"  the same alert again: webhook {again.status_code}, Sensor fires, API server answers "
+                f"409 {answer_again.get('reason')}: deduplicated")
+        say()
+
+        say(f"[5/6] run against WorkflowTemplate {wf['spec']['workflowTemplateRef']['name']} "
+            f"(local runner; steps as subprocesses: python -m steps.<name>; S3 endpoint via AWS_ENDPOINT_URL; "
+            f"retry backoff x{self.backoff_scale:g})")
+        run = runner.run(namespace, name)
+        result.run = run
+        say(f"  workflow {run.phase} in {run.duration:.1f}s" + (f": {run.message}" if run.message else ""))
+        say()
+
+        say("[6/6] result")
+        self.show_dag(run)
+        result.evidence = self.show_evidence(run)
+        result.pod = self.show_pod(workload)
+        result.networkpolicies = self.show_networkpolicies(workload["namespace"])
+        result.events = self.show_events(workload["namespace"])
+        say()
+        say(f"done in {time.time() - started:.1f}s (set-up included): response {run.phase}")
+        result.exit_code = 0 if run.phase == "Succeeded" else 1
+        return result
+
+    def _progress(self, task: TaskRun) -> None:
+        if task.phase in ("Succeeded", "Failed", "Error", "Omitted"):
+            label = "onExit (" + str(task.template) + ")" if task.name == "onExit" else task.name
+            extra = f"  {task.message}" if task.message and task.phase != "Succeeded" else ""
+            tries = f", {len(task.attempts)} attempts" if len(task.attempts) > 1 else ""
+            self.say(f"  {label:<20} {task.phase:<9} {task.duration:5.1f}s{tries}{extra}")
+
+    # --- showing the outcome ----------------------------------------------------------------------
+
+    def show_dag(self, run: RunResult) -> None:
+        say = self.say
+        say("  DAG (status.nodes of the Workflow in the API)")
+        nodes = (run.workflow or {}).get("status", {}).get("nodes", {})
+        for task in run.tasks + ([run.exit_handler] if run.exit_handler else []):
+            label = f"onExit: {task.template}" if task.name == "onExit" else task.name
+            say(f"    {label:<18} {task.phase:<9} {task.duration:5.1f}s"
+                + (f"  ({len(task.attempts)} attempts)" if len(task.attempts) > 1 else "")
+                + (f"  {task.message}" if task.message and task.phase != "Succeeded" else ""))
+            for key, value in task.outputs.items():
+                if key == "summary":
+                    continue
+                if value:
+                    say(f"        {key} = {value if len(value) <= 110 else value[:107] + '...'}")
+            if task.phase in ("Failed", "Error"):
+                for attempt in task.attempts[-1:]:
+                    last = [line for line in attempt.stderr.splitlines() if line.strip()][-1:]
+                    if last:
+                        say(f"        stderr: {last[0][:200]}")
+        say(f"    ({len(nodes)} nodes in status.nodes)")
+
+    def show_evidence(self, run: RunResult) -> dict:
+        say = self.say
+        copy = next((t for t in run.tasks if t.template == "copy"), None)
+        info: dict[str, Any] = {}
+        say("  evidence")
+        if copy is None:
+            say("    (this pipeline takes no checkpoint)")
+            return info
+        if copy.phase != "Succeeded":
+            objects = self.s3.client().list_object_versions(Bucket=self.bucket).get("Versions", [])
+            archives = sorted(p.name for p in Path(self.kube.checkpoint_dir(NODE)).glob("*"))
+            say(f"    copy {copy.phase}: {len(objects)} object(s) in s3://{self.bucket}; archives left on {NODE}: {archives or 'none'}")
+            info.update({"objects": len(objects), "archives_on_node": archives})
+            return info
+        uri = copy.outputs.get("evidence-uri", "")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        version = copy.outputs.get("version-id") or None
+        client = self.s3.client()
+        kwargs = {"Bucket": bucket, "Key": key}
+        if version:
+            kwargs["VersionId"] = version
+        head = client.head_object(**kwargs)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in client.get_object(**kwargs)["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        sha = digest.hexdigest()
+        ok = sha == copy.outputs.get("sha256") and str(size) == copy.outputs.get("size")
+        until = head.get("ObjectLockRetainUntilDate")
+        info = {
+            "uri": uri, "sha256": sha, "size": size, "version_id": version, "verified": ok,
+            "lock_mode": head.get("ObjectLockMode"), "retain_until": until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
+            "manifest_uri": copy.outputs.get("manifest-uri"),
+            "archives_on_node": sorted(p.name for p in Path(self.kube.checkpoint_dir(NODE)).glob("*")),
+        }
+        say(f"    uri          {uri}")
+        say(f"    version      {version}")
+        say(f"    sha256       {sha}  ({'re-verified: downloaded and hashed, matches the step output' if ok else 'MISMATCH with the step output ' + str(copy.outputs.get('sha256'))})")
+        say(f"    size         {size} bytes")
+        say(f"    object lock  {info['lock_mode']} until {info['retain_until']}")
+        say(f"    manifest     {info['manifest_uri']}")
+        say(f"    on {NODE}     archives left in the checkpoint directory: {info['archives_on_node'] or 'none (moved to S3)'}")
+        return info
+
+    def show_pod(self, workload: dict) -> dict | None:
+        say = self.say
+        pod = self.kube.get("pods", workload["namespace"], workload["pod"])
+        where = f"{workload['namespace']}/{workload['pod']}"
+        if pod is None:
+            say(f"  pod {where}: deleted")
+            return None
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        quarantined = labels.get(names.LABEL_QUARANTINED) == "true"
+        selected = all(labels.get(k) == v for k, v in {"app": workload["app"]}.items())
+        say(f"  pod {where}: {pod['status'].get('phase')}, "
+            + ("quarantined" if quarantined else "not quarantined")
+            + (", detached (the Service and the ReplicaSet no longer select it)" if quarantined and not selected else "")
+            + ("" if quarantined else ", still selected by Service " + workload["service"] if selected else ""))
+        say(f"    labels       {', '.join(f'{k}={v}' for k, v in labels.items()) or '(none)'}")
+        for key, value in (meta.get("annotations") or {}).items():
+            if key.startswith(names.DOMAIN):
+                say(f"    annotation   {key}: {value}")
+        return pod
+
+    def show_networkpolicies(self, namespace: str) -> list[dict]:
+        items = self.kube.list("networkpolicies", namespace)
+        if not items:
+            self.say(f"  NetworkPolicy: none in {namespace}")
+        for np in items:
+            self.say(f"  NetworkPolicy {namespace}/{np['metadata']['name']}:")
+            shown = {"spec": np.get("spec")}
+            for line in simulate.to_yaml(shown).splitlines():
+                self.say(f"    {line}")
+        return items
+
+    def show_events(self, namespace: str) -> list[dict]:
+        items = self.kube.list("events", namespace)
+        if not items:
+            self.say(f"  Kubernetes Event: none in {namespace}")
+        for ev in items:
+            obj = ev.get("involvedObject") or {}
+            self.say(f"  Kubernetes Event {ev.get('type')} {ev.get('reason')} on {obj.get('kind', '').lower()}/{obj.get('name')}"
+                     f" (source {(ev.get('source') or {}).get('component') or ev.get('reportingComponent')}):")
+            self.say(f"    {ev.get('message')}")
+        return items
+
+
+def workload_identity(alert: dict) -> tuple[str, str, str]:
+    """(namespace, pod, short container id) of the alert, or InputError: no workload to respond on."""
+    fields = alert.get("output_fields") if isinstance(alert.get("output_fields"), dict) else {}
+    namespace, pod, short_id = (fields.get(k) for k in ("k8s.ns.name", "k8s.pod.name", "container.id"))
+    if not all(isinstance(v, str) and v and v != "<NA>" for v in (namespace, pod, short_id)) or short_id == "host":
+        raise simulate.InputError(
+            "the alert names no container in a Kubernetes pod (k8s.ns.name, k8s.pod.name, container.id): "
+            "there is no workload to respond on (`falco-response simulate` explains why nothing fires)"
+        )
+    return namespace, pod, short_id
+
+
+class _Writer:
+    """A file-like object whose lines go through Demo.say (thread-safe printing)."""
+
+    def __init__(self, say) -> None:
+        self._say = say
+        self._buf = ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._say(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.event) if args.event else default_event()
+    try:
+        alert_bytes = simulate.read_input(str(path))
+    except simulate.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # refuse what cannot be demonstrated before starting the stand-in world
+        build_dir = Path(args.build_dir)
+        alert = simulate.check_alert(alert_bytes, sensorsim.load_eventsource(build_dir))
+        workload_identity(alert)
+        if args.policy:
+            simulate.check_policy(sensorsim.load_sensors(build_dir), args.policy)
+        with Demo(build_dir) as demo:
+            result = demo.run(alert_bytes, policy=args.policy, source=str(path))
+    except simulate.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return result.exit_code
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run one Falco alert end to end on the local stand-in world")
+    p.add_argument("--event", default=None, help=f"the alert JSON file (default: falco-events/{DEFAULT_EVENT})")
+    p.add_argument("--policy", default=None, help="force this policy, or a pipeline by name, whatever the Sensors decide")
+    p.add_argument("--build-dir", default="build", help="where the generated manifests are (default: build)")
+    p.set_defaults(func=run)

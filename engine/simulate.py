@@ -1,0 +1,288 @@
+"""`falco-response simulate [PATH|-]`: which Sensor in build/ fires for a Falco alert, and the Workflow it submits.
+
+The alert is posted (in effect) as Falcosidekick posts it: it goes through the EventSource's
+checks (maxPayloadSize, JSON) and becomes the event data Argo Events publishes; then EVERY Sensor
+in build/sensors is evaluated from its YAML with Argo Events' semantics (engine.sensorsim). The
+generator guarantees that at most one Sensor fires (first match wins, through each Sensor's Lua
+script); two firing Sensors are reported as a generator bug.
+
+Exit status: 0 evaluated (whether or not something fires), 1 the simulator cannot evaluate a
+Sensor or a trigger failed, 2 malformed input, 3 several Sensors fire (generator bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engine import names, sensorsim
+from engine.sensorsim import SensorResult, WebhookSpec
+
+EXIT_OK, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
+
+
+class InputError(ValueError):
+    """The alert cannot be posted: not readable, too large, not JSON, not an object."""
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def check_alert(body: bytes, webhook: WebhookSpec) -> dict:
+    """What the EventSource and the Sensors need before anything else; returns the decoded alert."""
+    if len(body) > webhook.max_payload_size:
+        raise InputError(
+            f"the alert is {len(body)} bytes, over the EventSource's maxPayloadSize ({webhook.max_payload_size}): "
+            "Argo Events would refuse it"
+        )
+    try:
+        node = sensorsim.parse_json(sensorsim.go_text(body))
+    except sensorsim.JSONSyntaxError as exc:
+        raise InputError(f"the alert is not JSON: {exc}") from None
+    if node.kind != "object":
+        raise InputError(f"the alert must be a JSON object, got {node.gtype() if node.kind != 'array' else 'an array'}")
+    return node.value()
+
+
+@dataclass
+class Decision:
+    results: list[SensorResult]
+    fired: list[SensorResult] = field(default_factory=list)
+    sensor: SensorResult | None = None
+    trigger: str | None = None
+    workflow: dict | None = None
+    error: str | None = None  # a trigger that failed
+    forced: str | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.workflow is not None
+
+    @property
+    def policy(self) -> str | None:
+        if self.workflow is not None:
+            return ((self.workflow.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY) or (
+                self.sensor.policy if self.sensor else None
+            )
+        return self.sensor.policy if self.sensor else None
+
+    @property
+    def pipeline(self) -> str | None:
+        if self.workflow is None:
+            return None
+        labels = (self.workflow.get("metadata") or {}).get("labels") or {}
+        if labels.get(names.LABEL_PIPELINE):
+            return labels[names.LABEL_PIPELINE]
+        ref = ((self.workflow.get("spec") or {}).get("workflowTemplateRef") or {}).get("name", "")
+        return ref.removeprefix("falco-") or self.trigger
+
+    @property
+    def workflow_name(self) -> str | None:
+        return ((self.workflow or {}).get("metadata") or {}).get("name")
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        return sensorsim.workflow_parameters(self.workflow) if self.workflow else {}
+
+    @property
+    def bug(self) -> str | None:
+        if len(self.fired) > 1:
+            which = ", ".join(f"{r.sensor} (policy {r.policy})" for r in self.fired)
+            return f"GENERATOR BUG: {len(self.fired)} Sensors fire for one alert: {which}; first match wins is broken"
+        return None
+
+    @property
+    def reason(self) -> str:
+        if self.bug:
+            return self.bug
+        if self.forced:
+            return self.forced
+        if self.sensor is not None and self.error:
+            return f"Sensor {self.sensor.sensor} passed its filters but trigger {self.trigger} failed: {self.error}"
+        if self.sensor is not None:
+            return (
+                f"policy {self.sensor.policy} (Sensor {self.sensor.sensor}, {self.sensor.order} of {len(self.results)}) "
+                f"fires trigger {self.trigger}: Workflow {self.workflow_name}"
+            )
+        return "no Sensor fires: " + "; ".join(f"{r.sensor}: {r.reason}" for r in self.results)
+
+
+def decide(
+    event_data: bytes, sensors: list[dict], webhook: WebhookSpec, now_ms: int | None = None
+) -> Decision:
+    """Evaluate every Sensor; the first one that fires (in policy order) decides."""
+    results = sensorsim.evaluate_all(sensors, event_data, webhook, now_ms=now_ms)
+    decision = Decision(results=results, fired=[r for r in results if r.matched])
+    if decision.fired:
+        first = decision.fired[0]
+        decision.sensor = first
+        if first.triggers:
+            trig = first.triggers[0]
+            decision.trigger = trig.name
+            decision.workflow = trig.workflow
+            decision.error = trig.error
+        else:
+            decision.error = "the Sensor has no trigger"
+    return decision
+
+
+def check_policy(sensors: list[dict], name: str) -> None:
+    """InputError unless NAME is the policy of a Sensor or a pipeline."""
+    policies = {((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY) for s in sensors} - {None}
+    if name not in policies and name not in names.PIPELINES:
+        known = ", ".join(sorted(policies)) + "; pipelines: " + ", ".join(names.PIPELINES)
+        raise InputError(f"no policy or pipeline named {name!r} (policies: {known})")
+
+
+def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: str, now_ms: int | None = None) -> Decision:
+    """The Workflow for policy NAME (its Sensor's trigger, filters bypassed) or pipeline NAME."""
+    check_policy(sensors, name)
+    root = sensorsim.parse_json(sensorsim.go_text(event_data))
+    by_policy = {((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY): s for s in sensors}
+    sensor = by_policy.get(name)
+    pipeline = None
+    if sensor is None:
+        pipeline = name
+        sensor = next(
+            (s for s in sensors if ((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY) and
+             _pipeline_of(s) == name),
+            sensors[0] if sensors else None,
+        )
+        if sensor is None:
+            raise InputError("build/sensors holds no Sensor")
+    dep = (sensor.get("spec") or {}).get("dependencies") or [{}]
+    events = {str(d.get("name")): root for d in dep}
+    trigger = ((sensor.get("spec") or {}).get("triggers") or [None])[0]
+    result = sensorsim.run_trigger(sensor, trigger, events, now_ms=now_ms)
+    decision = Decision(results=[], sensor=None, trigger=result.name, workflow=result.workflow, error=result.error)
+    meta = ((sensor.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY)
+    if result.workflow is not None and pipeline and _pipeline_of(sensor) != pipeline:
+        wf = result.workflow
+        wf["spec"]["workflowTemplateRef"]["name"] = names.workflow_template_name(pipeline)
+        wf["metadata"]["labels"][names.LABEL_PIPELINE] = pipeline
+        wf["metadata"]["labels"][names.LABEL_POLICY] = "demo"
+        for p in wf["spec"]["arguments"]["parameters"]:
+            if p.get("name") == "policy":
+                p["value"] = "demo"
+        decision.forced = f"forced pipeline {pipeline} (no policy uses it; Sensor {sensor['metadata']['name']}'s trigger rewritten)"
+    else:
+        decision.forced = f"forced policy {meta} (Sensor {sensor['metadata']['name']}'s trigger, filters bypassed)"
+    return decision
+
+
+def _pipeline_of(sensor: dict) -> str | None:
+    trig = ((sensor.get("spec") or {}).get("triggers") or [{}])[0]
+    resource = (((trig.get("template") or {}).get("argoWorkflow") or {}).get("source") or {}).get("resource") or {}
+    return ((resource.get("metadata") or {}).get("labels") or {}).get(names.LABEL_PIPELINE)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(obj: object) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def summary(decision: Decision) -> dict:
+    return {
+        "matched": decision.matched,
+        "policy": decision.policy if (decision.matched or decision.error) else None,
+        "pipeline": decision.pipeline,
+        "workflow_name": decision.workflow_name,
+        "parameters": decision.parameters,
+        "reason": decision.reason,
+    }
+
+
+def describe_alert(alert: dict) -> str:
+    fields = alert.get("output_fields") if isinstance(alert.get("output_fields"), dict) else {}
+    where = "/".join(str(fields.get(k)) for k in ("k8s.ns.name", "k8s.pod.name")) if fields else "?"
+    return (
+        f"alert: rule {alert.get('rule')!r}, priority {alert.get('priority')}, source {alert.get('source', '-')}, "
+        f"pod {where}, container {fields.get('container.id') if fields else None}, hostname {alert.get('hostname', '(absent)')}"
+    )
+
+
+def print_decision(decision: Decision, out=None) -> None:
+    out = out or sys.stdout
+    for r in decision.results:
+        state = "FIRES" if r.matched else "no match"
+        print(f"  [{r.order}] Sensor {r.sensor} (policy {r.policy}): {state}", file=out)
+        if r.matched:
+            for t in r.triggers:
+                print(f"        trigger {t.name}: " + (f"FAILED: {t.error}" if t.error else "submits the Workflow below"), file=out)
+        else:
+            print(f"        {r.reason}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    build_dir = Path(args.build_dir)
+    try:
+        webhook = sensorsim.load_eventsource(build_dir)
+        sensors = sensorsim.load_sensors(build_dir)
+    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
+        print(f"error: cannot read the manifests in {build_dir}/: {exc}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    if not sensors:
+        print(f"error: no Sensor in {build_dir}/sensors (run `make build`)", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    try:
+        body = read_input(args.path)
+        alert = check_alert(body, webhook)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    event_data = sensorsim.webhook_event_data(body, sensorsim.falcosidekick_headers(body))
+    try:
+        decision = decide(event_data, sensors, webhook)
+    except (sensorsim.Unsupported, sensorsim.GoError) as exc:
+        print(f"error: the simulator cannot evaluate build/: {exc}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    if decision.bug:
+        print(f"error: {decision.bug}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary(decision), ensure_ascii=False))
+    else:
+        print(describe_alert(alert))
+        print(f"Sensors in {build_dir}/sensors, in policy order (event {webhook.eventsource}/{webhook.event_name}):")
+        print_decision(decision)
+        print()
+        print(decision.reason)
+        if decision.workflow is not None:
+            ns = decision.workflow["metadata"].get("namespace")
+            print(f"\n# The Workflow the Sensor submits (argo -n {ns} submit):")
+            print("---")
+            print(to_yaml(decision.workflow), end="")
+    if decision.bug:
+        return EXIT_BUG
+    if decision.error:
+        return EXIT_UNSUPPORTED
+    return EXIT_OK
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("simulate", help="show which Sensor fires for a Falco alert and the Workflow it submits")
+    p.add_argument("path", nargs="?", default="-", help="the alert JSON file, or - for stdin (default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: matched, policy, pipeline, workflow_name, parameters, reason")
+    p.add_argument("--build-dir", default="build", help="where the generated manifests are (default: build)")
+    p.set_defaults(func=run)

@@ -1,0 +1,154 @@
+"""verify: check that a Falco alert names a real, running container before anything acts on it.
+
+The alert's namespace, pod, container id, container name and node come from Falco's
+`output_fields` and `hostname`, i.e. from whoever could POST to the webhook. This step refuses
+(exit 1, nothing changed) when the namespace is protected, the alert is a host alert, the pod does
+not exist, runs on another node than the one that raised the alert, has no container with that id
+(or with another name than the alert says), or is not Running. Otherwise it resolves the short
+container id to the full one and writes, as output parameters:
+container-name, container-id (64 hex), pod-uid, node (spec.nodeName), image, image-id.
+
+RBAC: pods get (in the watched namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+
+from engine.config import DEFAULT_PROTECTED
+from steps import common
+from steps.common import Refused, StepError, alert_time, no_control_characters, optional, pod_uid, protected, rule_name
+
+STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
+STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+
+
+def api_status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def body(response) -> dict:
+    """JSON of a raw (`_preload_content=False`) client response, as plain dicts."""
+    return json.loads(response.data or b"{}")
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str] | None):
+    parser = common.Parser("verify", __doc__.splitlines()[0])
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--pod", required=True)
+    parser.add_argument("--container-id", required=True)
+    parser.add_argument("--container-name", default="")
+    parser.add_argument("--node", default="")
+    parser.add_argument("--rule", required=True)
+    parser.add_argument("--priority", required=True)
+    parser.add_argument("--protected-namespaces", default=",".join(DEFAULT_PROTECTED))
+    args = parser.parse_args(argv)
+    no_control_characters(args)
+    args.namespace = common.dns_label("namespace", args.namespace)
+    args.pod = common.dns_subdomain("pod", args.pod)
+    if args.container_id == "host":
+        raise Refused("container-id: 'host' is a host alert, not a container: nothing to respond to in Kubernetes")
+    args.container_id = common.container_id("container-id", args.container_id)
+    args.container_name = optional(common.dns_label, "container-name", args.container_name)
+    args.node = optional(common.dns_subdomain, "node", args.node)
+    args.rule = rule_name("rule", args.rule)
+    args.priority = common.priority("priority", args.priority)
+    protected(args.namespace, args.protected_namespaces)
+    return args
+
+
+def find_container(pod: dict, short_id: str) -> tuple[dict, str, str]:
+    """The status whose containerID starts with `short_id`: (status, runtime, full id)."""
+    status = pod.get("status") or {}
+    matches, restarted = [], []
+    for key in STATUS_LISTS:
+        for entry in status.get(key) or []:
+            found = STATUS_CONTAINER_ID.fullmatch(str(entry.get("containerID") or ""))
+            if found and found.group(2).startswith(short_id):
+                matches.append((entry, found.group(1), found.group(2)))
+            last = ((entry.get("lastState") or {}).get("terminated") or {}).get("containerID") or ""
+            previous = STATUS_CONTAINER_ID.fullmatch(str(last))
+            if previous and previous.group(2).startswith(short_id):
+                restarted.append(entry.get("name"))
+    where = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise Refused(f"container id {short_id} is ambiguous in pod {where}: give the full 64-hex id")
+    if restarted:
+        raise Refused(
+            f"container id {short_id} is a previous, terminated instance of container {restarted[0]!r} "
+            f"in pod {where}: it restarted since the alert"
+        )
+    raise Refused(f"pod {where} has no container with id {short_id}: stale or forged alert")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    where = f"{args.namespace}/{args.pod}"
+    common.log(f"verify: alert {args.rule!r} ({args.priority}) on pod {where}, container id {args.container_id}")
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(common.kube_api_client())
+    try:
+        pod = body(
+            common.retry(
+                lambda: core.read_namespaced_pod(args.pod, args.namespace, _preload_content=False),
+                f"get pod {where}",
+            )
+        )
+    except client.ApiException as exc:
+        if api_status(exc) == 404:
+            raise Refused(f"pod {where} not found: stale or forged alert") from None
+        raise StepError(f"cannot read pod {where}: {common.describe(exc)}") from exc
+
+    node = (pod.get("spec") or {}).get("nodeName") or ""
+    if args.node and node != args.node:
+        raise Refused(
+            f"pod {where} runs on node {node or '(none)'}, not on {args.node} where the alert was raised: forged or misrouted alert"
+        )
+    phase = (pod.get("status") or {}).get("phase") or "Unknown"
+    if phase != "Running":
+        raise Refused(f"pod {where} is {phase}, not Running: nothing to respond to")
+
+    entry, runtime, full_id = find_container(pod, args.container_id)
+    name = entry.get("name") or ""
+    if args.container_name and args.container_name != name:
+        raise Refused(
+            f"container id {args.container_id} belongs to container {name!r} of pod {where}, "
+            f"not to {args.container_name!r} named by the alert: forged alert"
+        )
+    if "running" not in (entry.get("state") or {}):
+        state = ", ".join(sorted((entry.get("state") or {}).keys())) or "unknown"
+        common.log(f"verify: warning: container {name} is not running (state: {state}); a checkpoint will fail")
+
+    image = entry.get("image") or next(
+        (c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), ""
+    )
+    outputs = {
+        "container-name": name,
+        "container-id": full_id,
+        "pod-uid": pod["metadata"].get("uid", ""),
+        "node": node,
+        "image": image,
+        "image-id": entry.get("imageID") or "",
+    }
+    for key, value in outputs.items():
+        common.write_output(args.outputs_dir, key, value)
+    common.log(
+        f"verify: ok: pod {where} (uid {outputs['pod-uid']}) on node {node}, container {name} "
+        f"({runtime}://{full_id}), image {image}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(common.run(main))

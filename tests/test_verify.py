@@ -1,0 +1,396 @@
+"""verify step, through `python -m steps.verify` against the stand-in API.
+
+Also holds the helpers the other response-step tests import: run_step (one real run),
+run_batch (independent scenarios concurrently), check_hostile_flags (every flag x every hostile
+value refused with zero API requests), add_web_pod, hexid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from standin import shared_dir
+from standin.kube import FakeKube
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HOSTILE = [
+    "x; rm -rf / #",
+    "$(touch /tmp/pwned)",
+    "`id`|cat&",
+    "../..",
+    "../../etc/passwd",
+    "{{workflow.parameters.pod}}",
+    "{{ }}",
+    "a" * 10_000,
+    "pöd-ünïcødé",
+    "\u202egnp.exe",
+    "ｄｅｆａｕｌｔ",
+    "--other-flag",
+    "--other-flag=1",
+    "pod\nerror: injected line",
+    "web-1\n",  # a trailing newline slips through a `$`-anchored pattern
+    " leading-space",
+    "-",
+]
+
+
+def hexid(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+
+    @property
+    def error(self) -> str:
+        return self.stderr.strip()
+
+
+def step_environ(kube: FakeKube, outputs: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KUBERNETES_SERVICE_HOST", "SLACK_WEBHOOK_URL", "WEBHOOK_URL", "WEBHOOK_BEARER_TOKEN")
+    }
+    env.update(kube.env())
+    env.update(
+        STEP_RETRY_BASE_DELAY="0.01",
+        STEP_OUTPUTS_DIR=str(outputs),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        PYTHONIOENCODING="utf-8",
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_step(kube: FakeKube, step: str, flags: dict[str, str] | list[str], tmp_path: Path, env: dict | None = None) -> Run:
+    """Run `python -m steps.<step> --flag=value ...` as Argo would; outputs read back from files."""
+    outputs = Path(tempfile.mkdtemp(dir=tmp_path, prefix=f"out-{step}-"))
+    argv = flags if isinstance(flags, list) else [f"--{k}={v}" for k, v in flags.items()]
+    proc = subprocess.run(
+        [sys.executable, "-m", f"steps.{step}", *argv],
+        cwd=ROOT,
+        env=step_environ(kube, outputs, env),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    files = {p.name: p.read_text() for p in outputs.iterdir()}
+    return Run(proc.returncode, proc.stdout, proc.stderr, files)
+
+
+def run_parallel(jobs: list, workers: int = 4) -> list:
+    """Run independent step invocations concurrently (each is a subprocess): [callable] -> results."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+def run_batch(kube: FakeKube, step: str, cases: dict[str, dict], tmp_path: Path, env: dict | None = None) -> dict[str, Run]:
+    """Independent scenarios (distinct pods / namespaces) of one step, run concurrently: the
+    interpreter and client start-up dominate a step's run time."""
+    names = list(cases)
+    runs = run_parallel([lambda n=n: run_step(kube, step, cases[n], tmp_path, env) for n in names])
+    return dict(zip(names, runs, strict=True))
+
+
+# The full matrix (every flag x every hostile value) runs main() through common.run in ONE
+# interpreter (the same code `python -m` runs, minus the interpreter start-up); a sample of it
+# also goes through the real `python -m steps.<step>` entrypoint.
+MATRIX_RUNNER = r"""
+import contextlib, importlib, io, json, sys
+from steps import common
+job = json.loads(sys.stdin.read())
+module = importlib.import_module("steps." + job["step"])
+results = []
+for argv in job["argvs"]:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        rc = common.run(module.main, argv)
+    results.append({"rc": rc, "stderr": err.getvalue(), "stdout": out.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def hostile_argvs(base: dict[str, str]) -> list[tuple[str, list[str]]]:
+    cases = []
+    for flag in base:
+        for value in HOSTILE:
+            argv = [f"--{k}={value if k == flag else v}" for k, v in base.items()]
+            cases.append((f"--{flag}={value[:30]!r}", argv))
+        # the value as a separate word, the way a naive template would pass it
+        argv = [a for a in (f"--{k}={v}" for k, v in base.items()) if not a.startswith(f"--{flag}=")]
+        cases.append((f"--{flag} --other-flag", [*argv, f"--{flag}", "--other-flag"]))
+    cases.append(("unknown flag", [*(f"--{k}={v}" for k, v in base.items()), "--other-flag=1"]))
+    return cases
+
+
+def assert_refused_quietly(run: Run | dict, what: str) -> None:
+    rc, stdout, stderr = (run.rc, run.stdout, run.stderr) if isinstance(run, Run) else (run["rc"], run["stdout"], run["stderr"])
+    assert rc == 1, (what, rc, stderr)
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (what, stderr)
+    assert len(lines[0]) < 600, what
+    assert stdout == "", (what, stdout)  # refused before it even logged an action
+
+
+def check_hostile_flags(
+    kube: FakeKube, step: str, base: dict[str, str], tmp_path: Path, extra: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Every flag x every hostile value (and the `extra` flag sets) -> exit 1, one line, no output,
+    zero API requests. Returns the error line of each `extra` case."""
+    before = len(kube.requests)
+    cases = hostile_argvs(base) + [(what, [f"--{k}={v}" for k, v in flags.items()]) for what, flags in (extra or {}).items()]
+    outputs = Path(tempfile.mkdtemp(dir=tmp_path, prefix="out-matrix-"))
+    proc = subprocess.run(
+        [sys.executable, "-c", MATRIX_RUNNER],
+        input=json.dumps({"step": step, "argvs": [argv for _, argv in cases]}),
+        cwd=ROOT,
+        env=step_environ(kube, outputs),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    errors = {}
+    for (what, _), result in zip(cases, json.loads(proc.stdout), strict=True):
+        assert_refused_quietly(result, what)
+        errors[what] = result["stderr"].strip()
+    # a sample through the real entrypoint: four flags, each with another hostile value
+    keys = list(base)
+    sample = {keys[i * (len(keys) - 1) // 3]: HOSTILE[(i * 5 + len(step)) % len(HOSTILE)] for i in range(4)}
+    jobs = [lambda f=f, v=v: run_step(kube, step, {**base, f: v}, tmp_path) for f, v in sample.items()]
+    for flag, run in zip(sample, run_parallel(jobs), strict=True):
+        assert_refused_quietly(run, f"entrypoint --{flag}")
+        assert run.outputs == {}
+    assert list(outputs.iterdir()) == []
+    assert len(kube.requests) == before, kube.requests[before:]
+    return {what: errors[what] for what in (extra or {})}
+
+
+def add_web_pod(kube: FakeKube, name: str = "web-1", namespace: str = "default", node: str = "node-1", **kw) -> dict:
+    containers = kw.pop("containers", None) or [
+        {"name": "app", "image": "registry.example/shop/app:1.2", "id": hexid(f"{namespace}/{name}/app")},
+        {"name": "sidecar", "image": "registry.example/mesh/proxy:3", "id": hexid(f"{namespace}/{name}/sidecar")},
+    ]
+    return kube.add_pod(namespace, name, node, containers=containers, **kw)
+
+
+def verify_flags(**over: str) -> dict[str, str]:
+    flags = {
+        "namespace": "default",
+        "pod": "web-1",
+        "container-id": hexid("default/web-1/app")[:12],
+        "container-name": "app",
+        "node": "node-1",
+        "rule": "Terminal shell in container",
+        "priority": "Critical",
+        "protected-namespaces": "kube-system,falco,argo",
+    }
+    flags.update(over)
+    return flags
+
+
+# --- real Falco alerts -------------------------------------------------------------------------
+
+
+def sensor_flags(alert: dict) -> dict[str, str]:
+    """Map an alert to verify's flags as the Sensor does (absent / null field -> '')."""
+    fields = alert.get("output_fields") or {}
+
+    def text(value) -> str:
+        return "" if value is None else str(value)
+
+    return {
+        "namespace": text(fields.get("k8s.ns.name")),
+        "pod": text(fields.get("k8s.pod.name")),
+        "container-id": text(fields.get("container.id")),
+        "container-name": text(fields.get("container.name")),
+        "node": text(alert.get("hostname")),
+        "rule": text(alert.get("rule")),
+        "priority": text(alert.get("priority")),
+        "protected-namespaces": "kube-system,falco,argo",
+    }
+
+
+def test_real_alerts_only_pod_alerts_whose_pod_exists_pass(kube, tmp_path):
+    alerts = {p.name: json.loads(p.read_text()) for p in sorted((shared_dir() / "falco-events").glob("*.json"))}
+    assert len(alerts) >= 11
+    # The pods of three of the alerts exist, on the node the alert names (or node-1 without one).
+    # kubecon (01) does not exist: its alert is stale.
+    existing = {}
+    for name, alert in alerts.items():
+        fields = alert.get("output_fields") or {}
+        ns, pod, cid = fields.get("k8s.ns.name"), fields.get("k8s.pod.name"), fields.get("container.id")
+        if not (ns and pod and cid) or pod == "kubecon" or (ns, pod) in existing:
+            continue
+        node = alert.get("hostname") or "node-1"
+        if kube.get("namespaces", None, ns) is None:
+            kube.add_namespace(ns)
+        if kube.get("nodes", None, node) is None:
+            kube.add_node(node)
+        full = cid + hexid(name)[:52]
+        kube.add_pod(ns, pod, node, containers=[{"name": fields.get("container.name") or "main", "image": "alpine:3.20", "id": full}])
+        existing[(ns, pod)] = full
+
+    names = list(alerts)
+    runs = dict(zip(names, run_parallel([lambda a=alerts[n]: run_step(kube, "verify", sensor_flags(a), tmp_path) for n in names])))
+    passed = {n for n, r in runs.items() if r.rc == 0}
+    assert passed == {
+        "02_terminal_shell_in_container.aks.json",
+        "03_read_sensitive_file_untrusted.aks.json",
+        "04_read_sensitive_file_untrusted.kind.json",
+        "11_terminal_shell_in_container.flux-blog.json",
+    }
+    for name in passed:
+        fields = alerts[name]["output_fields"]
+        out = runs[name].outputs
+        assert out["container-id"] == existing[(fields["k8s.ns.name"], fields["k8s.pod.name"])]
+        assert out["container-name"] == (fields.get("container.name") or "main")
+        assert out["node"] == (alerts[name].get("hostname") or "node-1")
+    for name in set(names) - passed:
+        assert_refused_quietly(Run(runs[name].rc, "", runs[name].stderr, {}), name)
+        assert runs[name].outputs == {}
+    assert "pod default/kubecon not found: stale or forged alert" in runs["01_terminal_shell_in_container.falco-docs.json"].error
+    for name in names[4:10]:  # no k8s fields: docker host, null fields, k8s audit, host, test event
+        assert "namespace: '' is not a DNS-1123 label" in runs[name].error, name
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def test_verified_alerts_output_full_id_uid_node_and_image(kube, tmp_path):
+    pod = add_web_pod(kube)
+    runs = run_batch(
+        kube,
+        "verify",
+        {
+            "short-id": verify_flags(),
+            # no hostname and no container.name in the alert; a full 64-hex id
+            "bare": verify_flags(**{"node": "", "container-name": "", "container-id": hexid("default/web-1/sidecar")}),
+        },
+        tmp_path,
+    )
+    run = runs["short-id"]
+    assert run.rc == 0, run.stderr
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "app")
+    assert run.outputs == {
+        "container-name": "app",
+        "container-id": hexid("default/web-1/app"),
+        "pod-uid": pod["metadata"]["uid"],
+        "node": "node-1",
+        "image": status["image"],
+        "image-id": status["imageID"],
+    }
+    assert "@sha256:" in status["imageID"]
+    assert "verify: ok: pod default/web-1" in run.stdout
+    assert runs["bare"].rc == 0, runs["bare"].stderr
+    assert runs["bare"].outputs["container-name"] == "sidecar"
+    assert runs["bare"].outputs["container-id"] == hexid("default/web-1/sidecar")
+    assert [m for m, _, _ in kube.requests] == ["GET", "GET"]  # read-only
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def test_hostile_values_host_alerts_and_protected_namespaces_are_refused_without_api_calls(kube, tmp_path):
+    kube.add_namespace("kube-system")
+    add_web_pod(kube, namespace="kube-system")
+    add_web_pod(kube)
+    errors = check_hostile_flags(
+        kube,
+        "verify",
+        verify_flags(),
+        tmp_path,
+        extra={
+            "host": verify_flags(**{"container-id": "host"}),
+            "custom-protected": verify_flags(**{"protected-namespaces": "default"}),
+            "missing": {k: v for k, v in verify_flags().items() if k != "pod"},
+        },
+    )
+    assert "host alert" in errors["host"]
+    assert "namespace default is protected" in errors["custom-protected"]
+    assert "--pod" in errors["missing"]
+    before = len(kube.requests)
+    run = run_step(kube, "verify", verify_flags(namespace="kube-system"), tmp_path)
+    assert_refused_quietly(run, "protected")
+    assert run.error == "error: namespace kube-system is protected: no automated response there"
+    assert len(kube.requests) == before
+
+
+def test_forged_stale_mismatched_and_idle_alerts_are_refused(kube, tmp_path):
+    kube.add_node("node-2")
+    add_web_pod(kube)
+    add_web_pod(kube, name="gone")
+    kube.delete("pods", "default", "gone")
+    done = add_web_pod(kube, name="done")
+    kube.delete("pods", "default", "done")
+    done["status"]["phase"] = "Succeeded"
+    kube.create("pods", done)
+    runs = run_batch(
+        kube,
+        "verify",
+        {
+            "other-node": verify_flags(node="node-2"),
+            "unknown-id": verify_flags(**{"container-id": "0123456789ab"}),
+            "wrong-name": verify_flags(**{"container-name": "sidecar"}),
+            "gone": verify_flags(pod="gone", **{"container-id": hexid("default/gone/app")[:12]}),
+            "no-namespace": verify_flags(namespace="nowhere"),
+            "not-running": verify_flags(pod="done", **{"container-id": hexid("default/done/app")[:12]}),
+        },
+        tmp_path,
+    )
+    for what, run in runs.items():
+        assert run.rc == 1, what
+        assert len(run.stderr.splitlines()) == 1 and run.outputs == {}, what
+    assert "runs on node node-1, not on node-2 where the alert was raised" in runs["other-node"].error
+    assert "has no container with id 0123456789ab: stale or forged alert" in runs["unknown-id"].error
+    assert "belongs to container 'app'" in runs["wrong-name"].error and "'sidecar'" in runs["wrong-name"].error
+    assert runs["gone"].error == "error: pod default/gone not found: stale or forged alert"
+    assert "pod nowhere/web-1 not found" in runs["no-namespace"].error
+    assert runs["not-running"].error == "error: pod default/done is Succeeded, not Running: nothing to respond to"
+    assert {m for m, _, _ in kube.requests} == {"GET"}
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+def test_transient_bursts_are_survived_403_is_final_and_an_outage_exits_75(kube, tmp_path):
+    for name in ("burst", "forbidden", "outage"):
+        add_web_pod(kube, name=name)
+    kube.fail_next(429, count=2, method="GET", path="/pods/burst$")
+    kube.fail_next(500, count=2, method="GET", path="/pods/burst$")
+    kube.fail_next(403, count=1, path="/pods/forbidden$")
+    kube.fail_next(503, count=20, path="/pods/outage$")
+    cases = {
+        name: verify_flags(pod=name, **{"container-id": hexid(f"default/{name}/app")[:12]})
+        for name in ("burst", "forbidden", "outage")
+    }
+    runs = run_batch(kube, "verify", cases, tmp_path)
+
+    def statuses(name: str) -> list[int]:
+        return [s for _, p, s in kube.requests if p.endswith(f"/pods/{name}")]
+
+    assert runs["burst"].rc == 0, runs["burst"].stderr
+    assert statuses("burst") == [429, 429, 500, 500, 200]
+    assert runs["burst"].stdout.count("transient failure") == 4
+    assert runs["forbidden"].rc == 1 and runs["forbidden"].outputs == {}
+    assert statuses("forbidden") == [403]  # never retried
+    assert "cannot read pod default/forbidden: 403" in runs["forbidden"].error
+    assert runs["outage"].rc == 75 and runs["outage"].outputs == {}  # Argo's retryStrategy takes over
+    assert statuses("outage") == [503] * 5
