@@ -129,8 +129,8 @@ class EvidenceStore(_Model):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", v):
-            raise ValueError(f"prefix {v!r} must be '/'-separated [A-Za-z0-9._-] segments")
+        if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v) or {".", ".."} & set(v.split("/")):
+            raise ValueError(f"prefix {v!r} must be '/'-separated [A-Za-z0-9._-] segments, none '.' or '..'")
         return v
 
     @field_validator("credentials_secret")

@@ -1,0 +1,797 @@
+"""copy: move a checkpoint archive from the node into S3 as evidence, verified, with its manifest.
+
+Runs on the node that holds the archive, with the kubelet's checkpoint directory mounted at
+--checkpoint-dir. It opens only <checkpoint-dir>/<file name the kubelet reported>, and only when
+that name is the kubelet's `checkpoint-<pod>_<namespace>-<container>-<time>.tar` for the pod and
+container of the alert. It streams the file to S3 holding one part in memory at a time: a single
+PutObject up to --part-size bytes, else a multipart upload. Every request carries the SHA-256 of
+its body (`x-amz-checksum-sha256`, which S3 verifies: BadDigest); the whole file's SHA-256 goes
+into the object's metadata (`x-amz-meta-sha256`), so for a multipart upload the file is hashed
+once before the upload and again, chunk by chunk, during it (both must agree: the file did not
+change). Object Lock (mode + retain-until) and server-side encryption apply when configured.
+
+After the upload it reads the object back with HeadObject (ChecksumMode=ENABLED) and checks the
+size, the stored SHA-256 (the full-object checksum for a single PUT, the composite checksum of
+the parts' checksums, "<base64>-<parts>", for a multipart upload), the metadata, the lock and the
+encryption. Then it writes `manifest.json` next to it (same lock and encryption, verified the
+same way) and only then deletes the archive from the node. On any failure the archive stays
+where it is and an unfinished multipart upload is aborted.
+
+Object keys come from the alert, never from the kubelet's file name:
+  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/checkpoint.tar
+  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/manifest.json
+
+Outputs: evidence-uri, manifest-uri, sha256, size, version-id.
+
+RBAC: none in Kubernetes (no service account token). The pod runs as root (the archive is 0600
+root in a 0700 directory) with a hostPath mount of the checkpoint directory. S3 credentials come
+only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_SESSION_TOKEN); the S3
+policy needs s3:PutObject, s3:GetObject and s3:GetObjectVersion (HeadObject, and reading the
+manifest back when a retry finds the archive already moved), s3:AbortMultipartUpload,
+s3:PutObjectRetention with Object Lock, kms:GenerateDataKey with aws:kms, and optionally
+s3:ListBucketMultipartUploads (to abort uploads a killed attempt left behind).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import PurePosixPath
+
+from steps import common
+from steps.common import Refused, StepError, no_control_characters, optional, pod_uid, rule_name
+from steps.common import alert_time as check_alert_time
+
+MiB = 1024 * 1024
+DEFAULT_PART_SIZE = 16 * MiB
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+MAX_PART_SIZE = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+MAX_ALERT_BYTES = 1024 * 1024
+MANIFEST_SCHEMA = "falco-response.io/evidence-manifest/v1"
+
+# The kubelet names an archive checkpoint-<pod>_<namespace>-<container>-<time.RFC3339>.tar.
+KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PREFIX = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+KMS_KEY = re.compile(r"^[A-Za-z0-9:/_+=.@-]{1,2048}$")
+IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,1023}$")
+IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+UID = re.compile(r"^[0-9a-f][0-9a-f-]{0,63}$")
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str] | None):
+    parser = common.Parser("copy", __doc__.splitlines()[0])
+    for flag in (
+        "archive", "checkpoint-dir", "namespace", "pod", "container", "container-id", "node",
+        "rule", "priority", "alert-time", "policy", "workflow-name", "workflow-namespace", "bucket",
+    ):  # fmt: skip
+        parser.add_argument(f"--{flag}", required=True)
+    for flag in (
+        "pod-uid", "image", "image-id", "workflow-uid", "endpoint-url", "prefix",
+        "object-lock-mode", "sse", "sse-kms-key-id",
+    ):  # fmt: skip
+        parser.add_argument(f"--{flag}", default="")
+    parser.add_argument("--alert", default=None)
+    parser.add_argument("--alert-b64", default=None)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--object-lock-days", default="0")
+    parser.add_argument("--part-size", default=str(DEFAULT_PART_SIZE))
+    args = parser.parse_args(argv)
+    no_control_characters(args, exempt=("alert", "alert_b64"))
+
+    args.namespace = common.dns_label("namespace", args.namespace)
+    args.pod = common.dns_subdomain("pod", args.pod)
+    args.container = common.dns_label("container", args.container)
+    args.container_id = common.container_id("container-id", args.container_id)
+    args.node = common.dns_subdomain("node", args.node)
+    args.pod_uid = pod_uid("pod-uid", args.pod_uid)
+    args.image = optional(_pattern(IMAGE, "an image reference"), "image", args.image)
+    args.image_id = optional(_pattern(IMAGE, "an image id"), "image-id", args.image_id)
+    args.rule = rule_name("rule", args.rule)
+    args.priority = common.priority("priority", args.priority)
+    args.alert_time = check_alert_time("alert-time", args.alert_time)
+    args.alert_stamp = alert_stamp(args.alert_time)
+    args.policy = common.dns_label("policy", args.policy)
+    args.workflow_name = common.dns_subdomain("workflow-name", args.workflow_name)
+    args.workflow_namespace = common.dns_label("workflow-namespace", args.workflow_namespace)
+    args.workflow_uid = optional(_pattern(UID, "a UID"), "workflow-uid", args.workflow_uid)
+    args.alert_text, args.alert = alert(args.alert, args.alert_b64)
+
+    args.bucket = _pattern(BUCKET, "an S3 bucket name")("bucket", args.bucket)
+    args.endpoint_url = optional(_pattern(ENDPOINT, "an http(s) URL (empty: AWS)"), "endpoint-url", args.endpoint_url)
+    args.region = _pattern(REGION, "a region name")("region", args.region)
+    args.prefix = optional(_pattern(PREFIX, "'/'-separated [A-Za-z0-9._-] segments"), "prefix", args.prefix)
+    if any(segment in (".", "..") for segment in args.prefix.split("/")):
+        raise Refused(f"prefix: {args.prefix[:80]!r} has a '.' or '..' segment")
+    args.object_lock_mode = common._scalar("object-lock-mode", args.object_lock_mode)
+    if args.object_lock_mode not in ("", "GOVERNANCE", "COMPLIANCE"):
+        raise Refused(f"object-lock-mode: {args.object_lock_mode[:40]!r} is not '', GOVERNANCE or COMPLIANCE")
+    args.object_lock_days = integer("object-lock-days", args.object_lock_days, 0, 36500)
+    if args.object_lock_mode and not args.object_lock_days:
+        raise Refused(f"object-lock-days: Object Lock mode {args.object_lock_mode} needs 1 to 36500 days")
+    if args.sse not in ("", "AES256", "aws:kms"):
+        raise Refused(f"sse: {args.sse[:40]!r} is not '', AES256 or aws:kms")
+    args.sse_kms_key_id = optional(_pattern(KMS_KEY, "a KMS key id, alias or ARN"), "sse-kms-key-id", args.sse_kms_key_id)
+    if args.sse_kms_key_id and args.sse != "aws:kms":
+        raise Refused("sse-kms-key-id: a KMS key only goes with --sse=aws:kms")
+    args.part_size = integer("part-size", args.part_size, MIN_PART_SIZE, MAX_PART_SIZE)
+
+    args.file_name = archive_name(args.archive, args.pod, args.namespace, args.container)
+    args.checkpoint_dir = checkpoint_dir(args.checkpoint_dir)
+    args.outputs_dir = str(args.outputs_dir)
+    return args
+
+
+def _pattern(regex: re.Pattern, what: str):
+    def check(name: str, value: object) -> str:
+        value = common._scalar(name, value)
+        if not regex.fullmatch(value):
+            raise Refused(f"{name}: {value[:80]!r} is not {what}")
+        return value
+
+    return check
+
+
+def integer(name: str, value: object, low: int, high: int) -> int:
+    text = common._scalar(name, value).strip()
+    if not re.fullmatch(r"\d{1,12}", text):
+        raise Refused(f"{name}: {text[:40]!r} is not a whole number")
+    number = int(text)
+    if not low <= number <= high:
+        raise Refused(f"{name}: {number} is outside {low}..{high}")
+    return number
+
+
+def alert(text: str | None, b64: str | None) -> tuple[str, dict]:
+    """The alert JSON as received (text) and parsed (an object), from --alert or --alert-b64."""
+    if (text is None) == (b64 is None):
+        raise Refused("give the alert once: --alert-b64=<base64 of the JSON> or --alert=<JSON>")
+    if b64 is not None:
+        if len(b64) > MAX_ALERT_BYTES * 4 // 3 + 4:
+            raise Refused(f"alert-b64: longer than {MAX_ALERT_BYTES} bytes decoded")
+        try:
+            text = base64.b64decode(b64.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise Refused("alert-b64: not base64 of UTF-8 text") from None
+    assert text is not None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ALERT_BYTES:
+        raise Refused(f"alert: longer than {MAX_ALERT_BYTES} bytes")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise Refused(f"alert: not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(parsed, dict):
+        raise Refused(f"alert: a JSON {type(parsed).__name__}, not an object")
+    return text, parsed
+
+
+def alert_stamp(value: str) -> str:
+    """RFC 3339 (any offset, up to nanoseconds, as Falco writes it) -> YYYYMMDDTHHMMSSZ in UTC."""
+    found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})", value)
+    if not found:
+        raise Refused(f"alert-time: {value[:80]!r} is not an RFC 3339 time")
+    zone = "+00:00" if found.group(2) == "Z" else found.group(2)
+    try:
+        when = datetime.fromisoformat(found.group(1) + zone)
+    except ValueError:
+        raise Refused(f"alert-time: {value[:80]!r} is not a valid time") from None
+    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def archive_name(archive: str, pod: str, namespace: str, container: str) -> str:
+    """The file name in the kubelet's report, refused unless it is this container's checkpoint."""
+    archive = common._scalar("archive", archive)
+    if not archive or "\x00" in archive or "\\" in archive:
+        raise Refused("archive: empty or not a plain path")
+    path = PurePosixPath(archive)
+    if not path.is_absolute() or ".." in path.parts or "." in archive.split("/"):
+        raise Refused(f"archive: {archive[:120]!r} must be an absolute path without '.' or '..'")
+    expected = re.escape(f"checkpoint-{pod}_{namespace}-{container}-") + KUBELET_TIME + r"\.tar"
+    if not re.fullmatch(expected, path.name):
+        raise Refused(
+            f"archive: {path.name[:120]!r} is not the kubelet's checkpoint of {namespace}/{pod}/{container} "
+            f"(checkpoint-{pod}_{namespace}-{container}-<time>.tar)"
+        )
+    return path.name
+
+
+def checkpoint_dir(value: str) -> str:
+    value = common._scalar("checkpoint-dir", value)
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts:
+        raise Refused(f"checkpoint-dir: {value[:120]!r} must be an absolute path without '..'")
+    return str(path)
+
+
+def credentials() -> dict[str, str]:
+    key, secret = (os.environ.get(name, "") for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    if not key or not secret:
+        raise Refused("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (the evidence-store credentials Secret)")
+    found = {"aws_access_key_id": key, "aws_secret_access_key": secret}
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        found["aws_session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    return found
+
+
+# --- S3 ------------------------------------------------------------------------------------------
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def s3_client(args):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=args.region,
+        retries={"total_max_attempts": 1},  # common.retry decides, with a log line per retry
+        connect_timeout=10,
+        read_timeout=120,
+        tcp_keepalive=True,
+        # We send our own SHA-256 on every upload; no extra CRC32 from the SDK.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path" if args.endpoint_url else "auto"},
+    )
+    session = boto3.session.Session(region_name=args.region, **credentials())
+    return session.client("s3", endpoint_url=args.endpoint_url or None, config=config)
+
+
+def s3_error(exc: BaseException, what: str) -> str:
+    """One line for an S3 failure: operation, HTTP status, S3 error code and message."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response.get("Error") or {}
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")
+        code, message = error.get("Code", ""), error.get("Message", "")
+        hints = {
+            "NoSuchBucket": "the bucket does not exist",
+            "AccessDenied": "the evidence-store credentials lack a permission",
+            "InvalidAccessKeyId": "the evidence-store credentials are wrong",
+            "SignatureDoesNotMatch": "the evidence-store credentials are wrong",
+            "BadDigest": "the bytes S3 received differ from the bytes read from the archive",
+        }
+        hint = f" ({hints[code]})" if code in hints else ""
+        return common.one_line(f"{what}: S3 answered {status} {code}: {message}{hint}", 300)
+    return common.one_line(f"{what}: {type(exc).__name__}: {exc}", 300)
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return ((response or {}).get("Error") or {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+def call(what: str, fn):
+    """One S3 call through common.retry; a failure becomes a one-line StepError (transient kept as cause)."""
+    try:
+        return common.retry(fn, what)
+    except Exception as exc:  # noqa: BLE001 - every S3/transport failure is described the same way
+        raise StepError(s3_error(exc, what)) from exc
+
+
+class Upload:
+    """Streams one open file into one S3 object; aborts its multipart upload on failure."""
+
+    def __init__(self, client, args, key: str, fd: int, size: int, lock_until: datetime | None) -> None:
+        self.client, self.args, self.key, self.fd, self.size = client, args, key, fd, size
+        self.lock_until = lock_until
+        self.upload_id: str | None = None
+        self.completed = False
+        self.part_size = args.part_size
+        if size > self.part_size * MAX_PARTS:
+            self.part_size = -(-size // MAX_PARTS // MiB) * MiB
+            common.log(f"copy: {size} bytes need parts of {self.part_size} bytes (S3 allows {MAX_PARTS} parts)")
+        self.parts = 0
+        self.sha256 = ""
+        self.stored_checksum = ""  # what HeadObject must return
+        self.version_id: str | None = None
+
+    def object_arguments(self, sha256_hex: str) -> dict:
+        args = self.args
+        extra: dict = {
+            "Bucket": args.bucket,
+            "Key": self.key,
+            "ChecksumAlgorithm": "SHA256",
+            "ContentType": "application/x-tar",
+            "Metadata": object_metadata(args, sha256_hex),
+        }
+        extra.update(protection(args, self.lock_until))
+        return extra
+
+    def read(self, count: int) -> bytes:
+        chunks, wanted = [], count
+        while wanted:
+            chunk = os.read(self.fd, wanted)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def hash_file(self) -> str:
+        """The whole file's SHA-256, read in 1 MiB chunks (the pass before a multipart upload)."""
+        digest, view = hashlib.sha256(), memoryview(bytearray(MiB))
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        with open(self.fd, "rb", buffering=0, closefd=False) as raw:
+            while count := raw.readinto(view):
+                digest.update(view[:count])
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        return digest.hexdigest()
+
+    def run(self) -> None:
+        if self.size <= self.part_size:
+            self.single()
+        else:
+            self.multipart()
+
+    def single(self) -> None:
+        body = self.read(self.size)
+        if len(body) != self.size or os.read(self.fd, 1):
+            raise StepError(f"archive changed size while being read ({len(body)} bytes read, {self.size} expected)")
+        digest = hashlib.sha256(body).digest()
+        self.sha256 = digest.hex()
+        self.stored_checksum = b64(digest)
+        arguments = self.object_arguments(self.sha256)
+        answer = call(
+            f"put s3://{self.args.bucket}/{self.key}",
+            lambda: self.client.put_object(Body=body, ContentLength=len(body), ChecksumSHA256=b64(digest), **arguments),
+        )
+        self.version_id = answer.get("VersionId")
+        self.parts = 1
+        self.completed = True
+
+    def multipart(self) -> None:
+        expected_sha256 = self.hash_file()
+        where = f"s3://{self.args.bucket}/{self.key}"
+        answer = call(
+            f"create multipart upload {where}",
+            lambda: self.client.create_multipart_upload(**self.object_arguments(expected_sha256)),
+        )
+        self.upload_id = answer["UploadId"]
+        common.log(f"copy: multipart upload {self.upload_id} started, parts of {self.part_size} bytes")
+        whole, part_digests, done = hashlib.sha256(), [], []
+        number, sent = 0, 0
+        while sent < self.size:
+            number += 1
+            body = self.read(min(self.part_size, self.size - sent))
+            if not body:
+                raise StepError(f"archive shrank while being read ({sent} of {self.size} bytes)")
+            # The whole-file hash runs beside the part's own hash and upload (hashlib releases
+            # the GIL); the part is the only one in memory: the next is read once both are done.
+            hasher = threading.Thread(target=whole.update, args=(body,), name="sha256")
+            hasher.start()
+            try:
+                digest = hashlib.sha256(body).digest()
+                answer = call(
+                    f"upload part {number} of {where}",
+                    lambda: self.client.upload_part(
+                        Bucket=self.args.bucket,
+                        Key=self.key,
+                        UploadId=self.upload_id,
+                        PartNumber=number,
+                        Body=body,
+                        ContentLength=len(body),
+                        ChecksumAlgorithm="SHA256",
+                        ChecksumSHA256=b64(digest),
+                    ),
+                )
+            finally:
+                hasher.join()
+            sent += len(body)
+            del body
+            part_digests.append(digest)
+            done.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": b64(digest)})
+        if os.read(self.fd, 1):
+            raise StepError(f"archive grew while being read (more than {self.size} bytes)")
+        self.sha256 = whole.hexdigest()
+        if self.sha256 != expected_sha256:
+            raise StepError("archive changed while being read: its SHA-256 differs between two reads")
+        self.parts = number
+        self.stored_checksum = f"{b64(hashlib.sha256(b''.join(part_digests)).digest())}-{number}"
+        try:
+            answer = call(
+                f"complete multipart upload {where}",
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": done}
+                ),
+            )
+        except StepError as exc:
+            answer = self.completed_before(exc)
+        self.completed = True
+        self.version_id = answer.get("VersionId")
+        common.log(f"copy: multipart upload complete: {number} parts, {self.size} bytes")
+
+    def completed_before(self, exc: StepError) -> dict:
+        """NoSuchUpload after a retried complete: the lost answer was a success if the object is ours."""
+        if error_code(exc.__cause__) != "NoSuchUpload":
+            raise exc
+        head = call(
+            f"head s3://{self.args.bucket}/{self.key}",
+            lambda: self.client.head_object(Bucket=self.args.bucket, Key=self.key, ChecksumMode="ENABLED"),
+        )
+        stored = (head.get("ChecksumSHA256") or "").partition("-")[0]
+        if head.get("ContentLength") != self.size or (head.get("Metadata") or {}).get("sha256") != self.sha256 or (
+            stored and stored != self.stored_checksum.partition("-")[0]
+        ):
+            raise exc
+        common.log(f"copy: multipart upload {self.upload_id} had completed (its answer was lost)")
+        return head
+
+    def abort(self) -> None:
+        if not self.upload_id or self.completed:
+            return
+        try:
+            common.retry(
+                lambda: self.client.abort_multipart_upload(Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id),
+                f"abort multipart upload {self.upload_id}",
+                attempts=3,
+            )
+            common.log(f"copy: multipart upload {self.upload_id} aborted; nothing was stored")
+        except Exception as exc:  # noqa: BLE001 - already failing; say what is left behind
+            common.log(
+                f"copy: warning: could not abort multipart upload {self.upload_id} of s3://{self.args.bucket}/{self.key} "
+                f"({s3_error(exc, 'abort')}); a bucket lifecycle rule AbortIncompleteMultipartUpload removes it"
+            )
+
+
+def object_metadata(args, sha256_hex: str) -> dict[str, str]:
+    return {
+        "sha256": sha256_hex,
+        "namespace": args.namespace,
+        "pod": args.pod,
+        "container": args.container,
+        "node": args.node,
+        "alert-time": args.alert_time,
+        "workflow": f"{args.workflow_namespace}/{args.workflow_name}",
+    }
+
+
+def protection(args, lock_until: datetime | None) -> dict:
+    extra: dict = {}
+    if args.object_lock_mode and lock_until is not None:
+        extra["ObjectLockMode"] = args.object_lock_mode
+        extra["ObjectLockRetainUntilDate"] = lock_until
+    if args.sse:
+        extra["ServerSideEncryption"] = args.sse
+        if args.sse_kms_key_id:
+            extra["SSEKMSKeyId"] = args.sse_kms_key_id
+    return extra
+
+
+def verify_object(client, args, key: str, version_id: str | None, size: int, checksum: str,
+                  sha256_hex: str, lock_until: datetime | None) -> dict:
+    """HeadObject and compare with what was sent; raises StepError naming the first difference."""
+    where = f"s3://{args.bucket}/{key}" + (f" (version {version_id})" if version_id else "")
+    request = {"Bucket": args.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+    if version_id:
+        request["VersionId"] = version_id
+    head = call(f"head {where}", lambda: client.head_object(**request))
+    problems = []
+    if head.get("ContentLength") != size:
+        problems.append(f"size {head.get('ContentLength')} instead of {size}")
+    stored = head.get("ChecksumSHA256")
+    if stored is None:
+        common.log(f"copy: the store returned no SHA-256 checksum for {where}; reading the object back to verify it")
+        got = read_back_sha256(client, request)
+        if got != sha256_hex:
+            problems.append(f"SHA-256 read back {got} instead of {sha256_hex}")
+    else:
+        base, _, parts = stored.partition("-")
+        want_base, _, want_parts = checksum.partition("-")
+        if base != want_base or (parts and parts != want_parts):
+            problems.append(f"stored checksum {stored} instead of {checksum}")
+    if (head.get("Metadata") or {}).get("sha256") != sha256_hex:
+        problems.append("metadata sha256 missing or different")
+    if args.object_lock_mode:
+        until = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockMode") != args.object_lock_mode:
+            problems.append(f"Object Lock mode {head.get('ObjectLockMode')} instead of {args.object_lock_mode}")
+        elif lock_until is not None and (until is None or until < lock_until - timedelta(seconds=1)):
+            problems.append(f"retained until {until} instead of {lock_until.isoformat()}")
+    if args.sse and head.get("ServerSideEncryption") != args.sse:
+        problems.append(f"encryption {head.get('ServerSideEncryption')} instead of {args.sse}")
+    if problems:
+        raise StepError(f"verification of {where} failed: {'; '.join(problems)}")
+    return head
+
+
+def read_back_sha256(client, request: dict) -> str:
+    arguments = {k: v for k, v in request.items() if k != "ChecksumMode"}
+    body = call(f"get s3://{request['Bucket']}/{request['Key']}", lambda: client.get_object(**arguments))["Body"]
+    digest = hashlib.sha256()
+    try:
+        for chunk in body.iter_chunks(MiB):
+            digest.update(chunk)
+    except Exception as exc:  # noqa: BLE001
+        raise StepError(s3_error(exc, "read back")) from exc
+    return digest.hexdigest()
+
+
+def abort_leftovers(client, args, key: str) -> None:
+    """Abort multipart uploads of this key that an attempt killed mid-upload left behind (best effort)."""
+    try:
+        answer = common.retry(
+            lambda: client.list_multipart_uploads(Bucket=args.bucket, Prefix=key), "list multipart uploads", attempts=2
+        )
+    except Exception as exc:  # noqa: BLE001 - optional permission; the upload itself decides
+        common.log(f"copy: not checking for uploads left by an earlier attempt ({s3_error(exc, 'list')})")
+        return
+    for upload in answer.get("Uploads") or []:
+        if upload.get("Key") != key:
+            continue
+        try:
+            common.retry(
+                lambda: client.abort_multipart_upload(Bucket=args.bucket, Key=key, UploadId=upload["UploadId"]),
+                "abort earlier multipart upload",
+                attempts=2,
+            )
+            common.log(f"copy: aborted multipart upload {upload['UploadId']} left by an earlier attempt")
+        except Exception as exc:  # noqa: BLE001
+            common.log(f"copy: warning: {s3_error(exc, 'abort earlier upload')}")
+
+
+# --- manifest ------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for package in ("boto3", "botocore", "kubernetes", "falco-argo-response"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def manifest(args, upload: Upload, keys: dict[str, str], started: str, finished: str,
+             lock_until: datetime | None, archive_stat: os.stat_result) -> dict:
+    digest = IMAGE_DIGEST.search(args.image_id or "")
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "created": common.now_rfc3339(),
+        "alert": args.alert,
+        "alert_text": args.alert_text,
+        "alert_sha256": hashlib.sha256(args.alert_text.encode("utf-8", "surrogatepass")).hexdigest(),
+        "rule": args.rule,
+        "priority": args.priority,
+        "alert_time": args.alert_time,
+        "policy": args.policy,
+        "target": {
+            "namespace": args.namespace,
+            "pod": args.pod,
+            "pod_uid": args.pod_uid,
+            "container": args.container,
+            "container_id": args.container_id,
+            "node": args.node,
+            "image": args.image,
+            "image_id": args.image_id,
+            "image_digest": digest.group(0) if digest else "",
+        },
+        "checkpoint": {
+            "kubelet_path": args.archive,
+            "file": args.file_name,
+            "size": upload.size,
+            "sha256": upload.sha256,
+            "modified": datetime.fromtimestamp(archive_stat.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "upload": {
+            "started": started,
+            "finished": finished,
+            "method": "multipart" if upload.upload_id else "single",
+            "part_size": upload.part_size,
+            "parts": upload.parts,
+            "checksum_algorithm": "SHA256",
+            "checksum": upload.stored_checksum,
+            "checksum_type": "COMPOSITE" if upload.upload_id else "FULL_OBJECT",
+        },
+        "evidence": {
+            "uri": f"s3://{args.bucket}/{keys['archive']}",
+            "bucket": args.bucket,
+            "key": keys["archive"],
+            "version_id": upload.version_id,
+            "region": args.region,
+            "endpoint": args.endpoint_url or "aws",
+        },
+        "manifest": {"uri": f"s3://{args.bucket}/{keys['manifest']}", "key": keys["manifest"]},
+        "object_lock": (
+            {"mode": args.object_lock_mode, "retain_until": lock_until.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            if args.object_lock_mode and lock_until
+            else None
+        ),
+        "sse": {"algorithm": args.sse, "kms_key_id": args.sse_kms_key_id} if args.sse else None,
+        "workflow": {"namespace": args.workflow_namespace, "name": args.workflow_name, "uid": args.workflow_uid},
+        "versions": versions(),
+    }
+
+
+def put_manifest(client, args, key: str, document: dict, lock_until: datetime | None) -> tuple[str | None, str]:
+    body = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(body).digest()
+    arguments = {
+        "Bucket": args.bucket,
+        "Key": key,
+        "Body": body,
+        "ContentLength": len(body),
+        "ContentType": "application/json",
+        "ChecksumAlgorithm": "SHA256",
+        "ChecksumSHA256": b64(digest),
+        "Metadata": {**object_metadata(args, digest.hex()), "evidence-sha256": document["checkpoint"]["sha256"]},
+        **protection(args, lock_until),
+    }
+    answer = call(f"put s3://{args.bucket}/{key}", lambda: client.put_object(**arguments))
+    version_id = answer.get("VersionId")
+    verify_object(client, args, key, version_id, len(body), b64(digest), digest.hex(), lock_until)
+    return version_id, digest.hex()
+
+
+# --- the step ------------------------------------------------------------------------------------
+
+
+def object_keys(args) -> dict[str, str]:
+    folder = "/".join(
+        part
+        for part in (args.prefix, args.namespace, args.pod, args.container, f"{args.alert_stamp}-{args.workflow_name}")
+        if part
+    )
+    return {"archive": f"{folder}/checkpoint.tar", "manifest": f"{folder}/manifest.json"}
+
+
+def write_outputs(args, evidence_uri: str, manifest_uri: str, sha256_hex: str, size: int, version_id) -> None:
+    common.write_output(args.outputs_dir, "evidence-uri", evidence_uri)
+    common.write_output(args.outputs_dir, "manifest-uri", manifest_uri)
+    common.write_output(args.outputs_dir, "sha256", sha256_hex)
+    common.write_output(args.outputs_dir, "size", str(size))
+    common.write_output(args.outputs_dir, "version-id", version_id or "")
+
+
+def already_copied(client, args, keys: dict[str, str]) -> bool:
+    """The archive is gone: did an earlier attempt of this workflow copy it? Then repeat its outputs."""
+    try:
+        answer = common.retry(
+            lambda: client.get_object(Bucket=args.bucket, Key=keys["manifest"]), "get manifest", attempts=3
+        )
+        document = json.loads(answer["Body"].read(MAX_ALERT_BYTES * 4))
+    except Exception:  # noqa: BLE001 - no manifest (or unreadable): not copied
+        return False
+    checkpoint, evidence = document.get("checkpoint") or {}, document.get("evidence") or {}
+    if checkpoint.get("file") != args.file_name or evidence.get("key") != keys["archive"]:
+        return False
+    common.log(f"copy: {args.file_name} was already copied by an earlier attempt: {evidence.get('uri')}")
+    write_outputs(
+        args, evidence.get("uri", ""), (document.get("manifest") or {}).get("uri", ""),
+        checkpoint.get("sha256", ""), checkpoint.get("size", 0), evidence.get("version_id"),
+    )  # fmt: skip
+    return True
+
+
+def open_archive(args) -> tuple[int, os.stat_result, str]:
+    directory = args.checkpoint_dir
+    if not os.path.isdir(directory):
+        raise StepError(f"checkpoint directory {directory} is not mounted in this pod on node {args.node}")
+    path = os.path.join(directory, args.file_name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+    except PermissionError:
+        try:  # O_NOATIME needs ownership; retry without it
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StepError(f"cannot open {path} on node {args.node}: {exc.strerror} (the step must run as root)") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(path) from None
+    except OSError as exc:
+        raise StepError(f"cannot open {path} on node {args.node}: {exc.strerror} (not a regular file?)") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise Refused(f"{path} is not a regular file")
+    if info.st_size == 0:
+        os.close(fd)
+        raise StepError(f"{path} is empty: the checkpoint did not complete")
+    return fd, info, path
+
+
+def delete_archive(path: str, info: os.stat_result, node: str) -> None:
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        common.log(f"copy: {path} is already gone")
+        return
+    if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+        raise StepError(f"{path} on node {node} was replaced during the copy; left in place")
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        raise StepError(
+            f"evidence is stored and verified, but {path} could not be deleted from node {node}: {exc.strerror}"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+
+    def terminated(signum, frame):  # Argo's deadline: abort the upload, keep the archive
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+
+    keys = object_keys(args)
+    common.log(
+        f"copy: {args.file_name} of {args.namespace}/{args.pod}/{args.container} on node {args.node} "
+        f"-> s3://{args.bucket}/{keys['archive']}"
+    )
+    if not args.endpoint_url and not args.sse:
+        common.log("copy: note: no --sse given; the bucket's default encryption applies")
+    client = s3_client(args)
+
+    try:
+        fd, info, path = open_archive(args)
+    except FileNotFoundError as missing:
+        if already_copied(client, args, keys):
+            return 0
+        raise StepError(
+            f"archive {missing} not found on node {args.node} (the checkpoint failed, or it was removed)"
+        ) from None
+
+    try:
+        return copy(client, args, keys, fd, info, path)
+    except StepError as exc:
+        if isinstance(exc, Refused):
+            raise
+        raise StepError(f"{exc}; the archive stays on node {args.node}") from exc.__cause__
+    finally:
+        os.close(fd)
+
+
+def copy(client, args, keys: dict[str, str], fd: int, info: os.stat_result, path: str) -> int:
+    evidence_uri = f"s3://{args.bucket}/{keys['archive']}"
+    manifest_uri = f"s3://{args.bucket}/{keys['manifest']}"
+    abort_leftovers(client, args, keys["archive"])
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    lock_until = now + timedelta(days=args.object_lock_days) if args.object_lock_mode else None
+    upload = Upload(client, args, keys["archive"], fd, info.st_size, lock_until)
+    started = common.now_rfc3339()
+    try:
+        upload.run()
+    except BaseException:
+        upload.abort()
+        raise
+    finished = common.now_rfc3339()
+    verify_object(
+        client, args, keys["archive"], upload.version_id, upload.size, upload.stored_checksum, upload.sha256, lock_until
+    )
+    common.log(
+        f"copy: verified {evidence_uri} version {upload.version_id}: {upload.size} bytes, sha256 {upload.sha256}"
+        + (f", {args.object_lock_mode} until {lock_until:%Y-%m-%dT%H:%M:%SZ}" if lock_until else "")
+    )
+    document = manifest(args, upload, keys, started, finished, lock_until, info)
+    manifest_version, _ = put_manifest(client, args, keys["manifest"], document, lock_until)
+    common.log(f"copy: verified {manifest_uri} version {manifest_version}")
+
+    write_outputs(args, evidence_uri, manifest_uri, upload.sha256, upload.size, upload.version_id)
+    delete_archive(path, info, args.node)
+    common.log(f"copy: deleted {path} from node {args.node}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(common.run(main))
