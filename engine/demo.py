@@ -176,6 +176,13 @@ class Demo:
         for ns in {wt["metadata"].get("namespace") for wt in self.runner_templates.values()} - {None}:
             self.kube.add_namespace(ns)
         rs = f"{app}-{template_hash}"
+        self.kube.create("deployments", {
+            "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}},
+                                  "spec": {"containers": [{"name": container, "image": f"{repo}:{tag}"}]}}},
+            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+        })
         self.kube.add_replicaset(namespace, rs, labels, labels=labels, owner={"kind": "Deployment", "name": app})
         self.kube.add_pod(
             namespace, pod, NODE, [{"name": container, "image": f"{repo}:{tag}", "id": full_id}],
@@ -287,7 +294,7 @@ class Demo:
             f"retry backoff x{self.backoff_scale:g})")
         run = runner.run(namespace, name)
         result.run = run
-        say(f"  workflow {run.phase} in {run.duration:.1f}s" + (f": {run.message}" if run.message else ""))
+        say(f"  workflow {run.phase} in {run.duration:.1f}s" + (f": {_short(run.message)}" if run.message else ""))
         say()
 
         say("[6/6] result")
@@ -304,7 +311,7 @@ class Demo:
     def _progress(self, task: TaskRun) -> None:
         if task.phase in ("Succeeded", "Failed", "Error", "Omitted"):
             label = "onExit (" + str(task.template) + ")" if task.name == "onExit" else task.name
-            extra = f"  {task.message}" if task.message and task.phase != "Succeeded" else ""
+            extra = f"  {_short(task.message)}" if task.message and task.phase != "Succeeded" else ""
             tries = f", {len(task.attempts)} attempts" if len(task.attempts) > 1 else ""
             self.say(f"  {label:<20} {task.phase:<9} {task.duration:5.1f}s{tries}{extra}")
 
@@ -318,17 +325,12 @@ class Demo:
             label = f"onExit: {task.template}" if task.name == "onExit" else task.name
             say(f"    {label:<18} {task.phase:<9} {task.duration:5.1f}s"
                 + (f"  ({len(task.attempts)} attempts)" if len(task.attempts) > 1 else "")
-                + (f"  {task.message}" if task.message and task.phase != "Succeeded" else ""))
+                + (f"  {_short(task.message)}" if task.message and task.phase != "Succeeded" else ""))
             for key, value in task.outputs.items():
                 if key == "summary":
                     continue
                 if value:
                     say(f"        {key} = {value if len(value) <= 110 else value[:107] + '...'}")
-            if task.phase in ("Failed", "Error"):
-                for attempt in task.attempts[-1:]:
-                    last = [line for line in attempt.stderr.splitlines() if line.strip()][-1:]
-                    if last:
-                        say(f"        stderr: {last[0][:200]}")
         say(f"    ({len(nodes)} nodes in status.nodes)")
 
     def show_evidence(self, run: RunResult) -> dict:
@@ -418,6 +420,17 @@ class Demo:
                      f" (source {(ev.get('source') or {}).get('component') or ev.get('reportingComponent')}):")
             self.say(f"    {ev.get('message')}")
         return items
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """The last non-empty line of a node message (a log tail under FallbackToLogsOnError ends with the error)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    if len(lines) > 1 and last.startswith("(") and last.endswith(")"):  # "(No more retries left)" and the like
+        last = f"{lines[-2]} {last}"
+    return last if len(last) <= limit else last[: limit - 3] + "..."
 
 
 def workload_identity(alert: dict) -> tuple[str, str, str]:

@@ -90,7 +90,11 @@ TEMPLATE_FIELDS = {
     "automountServiceAccountToken", "volumes", "affinity", "tolerations", "executor", "activeDeadlineSeconds",
     "metrics", "metadata",
 }
-CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "command", "args", "env", "resources", "securityContext", "volumeMounts"}
+CONTAINER_FIELDS = {
+    "name", "image", "imagePullPolicy", "command", "args", "env", "resources", "securityContext", "volumeMounts",
+    "terminationMessagePolicy",
+}
+TERMINATION_LOG_LINES, TERMINATION_LOG_BYTES = 80, 2048  # the kubelet's FallbackToLogsOnError tail
 DAG_TASK_FIELDS = {"name", "template", "arguments", "depends", "dependencies"}
 RETRY_FIELDS = {"limit", "retryPolicy", "expression", "backoff"}
 BACKOFF_FIELDS = {"duration", "factor", "maxDuration", "cap"}
@@ -272,8 +276,7 @@ class Attempt:
     started: float = 0.0
     finished: float = 0.0
     argv: list[str] = field(default_factory=list)
-    stdout: str = ""
-    stderr: str = ""
+    logs: str = ""  # stdout and stderr interleaved, as `kubectl logs` shows them
     outputs: dict[str, str] = field(default_factory=dict)
     host: str | None = None
 
@@ -342,14 +345,21 @@ class LocalRunner:
         self.secrets = secrets or {}
         self.configmaps = configmaps or {}
         self.env = dict(env or {})
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="localrun-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir = Path(workdir) if workdir else None
         self.python = python
         self.on_change = on_change
         self.max_parallel = max_parallel
         self.backoff_scale = backoff_scale  # <1 shortens retryStrategy.backoff waits (tests, demo)
         self._templates: dict[str, dict] | None = None
         self._api = None
+
+    @property
+    def workdir(self) -> Path:
+        """Where pods get their volumes; a temporary directory unless the caller chose one."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="localrun-"))
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        return self._workdir
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -883,19 +893,25 @@ class _Run:
         if self.deadline:
             remaining = max(0.0, self.deadline - time.time())
             timeout = remaining if timeout is None else min(timeout, remaining)
+        policy = container.get("terminationMessagePolicy") or "File"
+        if policy not in ("File", "FallbackToLogsOnError"):
+            raise Unsupported(f"{where}.container.terminationMessagePolicy {policy!r}")
         try:
-            proc = subprocess.run(argv, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            att.stdout = _text(exc.stdout)
-            att.stderr = _text(exc.stderr)
+            att.logs = _text(exc.stdout)
             att.phase, att.message = "Failed", "Pod was active on the node longer than the specified deadline"
             return
         except OSError as exc:
             raise PodError(f"failed to start container: {exc}") from None
-        att.stdout, att.stderr, att.exit_code = proc.stdout, proc.stderr, proc.returncode
+        att.logs, att.exit_code = proc.stdout, proc.returncode
         att.phase = "Succeeded" if proc.returncode == 0 else "Failed"
         if proc.returncode != 0:
-            att.message = f"Error (exit code {proc.returncode})"
+            # Argo takes the container's termination message when there is one: with
+            # FallbackToLogsOnError the kubelet fills it with the tail of the logs.
+            tail = termination_message(att.logs) if policy == "FallbackToLogsOnError" else ""
+            att.message = tail or f"Error (exit code {proc.returncode})"
         att.outputs = self.read_outputs(template, mounts, att)
         shutil.rmtree(pod_dir, ignore_errors=True)
 
@@ -1035,6 +1051,13 @@ def _map_one(path: str, mounts: list[tuple[str, Path]]) -> str:
         if _under(path, mount):
             return str(local) + path[len(mount):]
     return path
+
+
+def termination_message(logs: str) -> str:
+    """What the kubelet records for FallbackToLogsOnError: the last 80 lines, at most 2048 bytes."""
+    lines = logs.splitlines(keepends=True)[-TERMINATION_LOG_LINES:]
+    data = "".join(lines).encode()[-TERMINATION_LOG_BYTES:]
+    return data.decode(errors="ignore")
 
 
 def _text(data: Any) -> str:

@@ -18,8 +18,13 @@ What the Sensor pod does for a webhook event, step by step, and where this modul
   `value`), `dataKey` (GJSON; JSON blocks and null as raw text), `value`; `dest` set with sjson
   semantics on the embedded `source.resource`. A `submit` adds the labels Argo Events adds.
 
+GJSON: plain key paths (`body.output_fields.k8s\\.ns\\.name`, also `proc\\.aname[2]`, which the `gjson`
+PyPI port cannot parse) are walked here on a parse that keeps each value's raw text, because
+Argo reads raw text (arrays as their JSON, `dataKey: body` verbatim) and the first of duplicate
+keys; paths with modifiers, wildcards or queries go to the `gjson` package on the decoded value.
+
 Anything this module does not implement (expr/context/time filters, transforms, conditions,
-complex GJSON or sjson paths, template actions beyond the ones build/ uses, RE2 constructs that
+sjson paths with wildcards, template actions beyond the ones build/ uses, RE2 constructs that
 Python's `re` reads differently) raises `Unsupported`, naming it: a simulator that silently guesses
 is worse than none.
 """

@@ -216,11 +216,19 @@ def summary(decision: Decision) -> dict:
 
 def describe_alert(alert: dict) -> str:
     fields = alert.get("output_fields") if isinstance(alert.get("output_fields"), dict) else {}
-    where = "/".join(str(fields.get(k)) for k in ("k8s.ns.name", "k8s.pod.name")) if fields else "?"
+
+    def show(value: object) -> str:
+        return "(absent)" if value is _ABSENT else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+    where = "/".join(show(fields.get(k, _ABSENT)) for k in ("k8s.ns.name", "k8s.pod.name"))
     return (
-        f"alert: rule {alert.get('rule')!r}, priority {alert.get('priority')}, source {alert.get('source', '-')}, "
-        f"pod {where}, container {fields.get('container.id') if fields else None}, hostname {alert.get('hostname', '(absent)')}"
+        f"alert: rule {alert.get('rule')!r}, priority {show(alert.get('priority', _ABSENT))}, "
+        f"source {show(alert.get('source', _ABSENT))}, pod {where}, container {show(fields.get('container.id', _ABSENT))}, "
+        f"hostname {show(alert.get('hostname', _ABSENT))}"
     )
+
+
+_ABSENT = object()
 
 
 def print_decision(decision: Decision, out=None) -> None:

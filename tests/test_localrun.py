@@ -1,0 +1,361 @@
+"""engine.localrun: DAG order, depends, Omitted, retries, outputs, onExit, volumes, env; loud refusals."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine import localrun
+from engine.localrun import LocalRunner, eval_depends, map_path, parse_duration
+
+# A step: writes --value to <outputs>/out, appends its name to the $TRACE file, exits with --exit
+# (or 75 while the counter file $COUNTER holds less than --flaky).
+STEP = """
+import os, pathlib, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+trace = os.environ.get("TRACE")
+if trace:
+    with open(trace, "a") as f:
+        f.write(args.get("name", "?") + "|" + args.get("value", "") + "|" + os.environ.get("SEEN", "") + "\\n")
+out = pathlib.Path(args["outputs-dir"])
+out.mkdir(parents=True, exist_ok=True)
+if "value" in args:
+    (out / "out").write_text(args["value"])
+flaky = int(args.get("flaky", "0"))
+if flaky:
+    counter = pathlib.Path(os.environ["COUNTER"])
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    if n < flaky:
+        sys.exit(75)
+if args.get("sleep"):
+    import time; time.sleep(float(args["sleep"]))
+sys.exit(int(args.get("exit", "0")))
+"""
+
+
+def step_template(name: str, *args: str, retry: dict | None = None, **extra) -> dict:
+    t = {
+        "name": name,
+        "inputs": {"parameters": [{"name": "value", "value": ""}, {"name": "exit", "value": "0"}]},
+        "container": {
+            "image": "steps:dev",
+            "command": ["python", "-c", STEP],
+            "args": [f"--name={name}", "--outputs-dir=/tmp/outputs", "--value={{inputs.parameters.value}}",
+                     "--exit={{inputs.parameters.exit}}", *args],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        },
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "outputs": {"parameters": [{"name": "out", "valueFrom": {"path": "/tmp/outputs/out", "default": "none"}}]},
+    }
+    if retry is not None:
+        t["retryStrategy"] = retry
+    t.update(extra)
+    return t
+
+
+RETRY = {"limit": "2", "retryPolicy": "Always", "expression": "lastRetry.status == 'Error' || lastRetry.exitCode == '75'",
+         "backoff": {"duration": "10s", "factor": "2", "maxDuration": "3m"}}
+
+
+def workflow_template(tasks: list[dict], templates: list[dict], name: str = "wt", **spec) -> dict:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "entrypoint": "main",
+            "arguments": {"parameters": [{"name": "who", "value": "world"}, {"name": "alert", "value": "{}"}]},
+            "templates": templates + [{"name": "main", "dag": {"tasks": tasks}}],
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def world(kube, tmp_path):
+    """(runner factory, trace file): a build dir with the given WorkflowTemplate, run against the FakeKube."""
+    trace = tmp_path / "trace"
+
+    def make(wt: dict, **kwargs) -> LocalRunner:
+        build = tmp_path / "build"
+        (build / "pipelines").mkdir(parents=True, exist_ok=True)
+        (build / "pipelines" / f"{wt['metadata']['name']}.yaml").write_text(yaml.safe_dump(wt))
+        env = {"TRACE": str(trace), "COUNTER": str(tmp_path / "counter"), **kwargs.pop("env", {})}
+        return LocalRunner(kube, build, env=env, workdir=tmp_path / "run", backoff_scale=0, **kwargs)
+
+    return make, trace
+
+
+def submit_and_run(runner: LocalRunner, template: str = "wt", params: dict | None = None, name: str = "wf-1"):
+    wf = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"workflowTemplateRef": {"name": template},
+                 "arguments": {"parameters": [{"name": k, "value": v} for k, v in (params or {}).items()]}},
+    }
+    created, _ = runner.submit(wf)
+    assert created
+    return runner.run("default", name)
+
+
+def nodes_by_display(result) -> dict[str, dict]:
+    return {n["displayName"]: n for n in result.workflow["status"]["nodes"].values()}
+
+
+def test_dag_order_depends_omitted_outputs_and_exit_handler(world, kube):
+    make, trace = world
+    tasks = [
+        {"name": "a", "template": "ok", "arguments": {"parameters": [{"name": "value", "value": "hello {{workflow.parameters.who}}"}]}},
+        {"name": "b", "template": "ok", "depends": "a",
+         "arguments": {"parameters": [{"name": "exit", "value": "1"}, {"name": "value", "value": "b"}]}},
+        {"name": "c", "template": "ok", "depends": "b.Succeeded", "arguments": {"parameters": [{"name": "value", "value": "c"}]}},
+        {"name": "d", "template": "ok", "depends": "b.Succeeded || b.Failed || b.Errored",
+         "arguments": {"parameters": [{"name": "value", "value": "{{tasks.a.outputs.parameters.out}}!"}]}},
+    ]
+    exit_t = step_template("report", "--status={{workflow.status}}")
+    exit_t["container"]["args"][2] = "--value={{workflow.status}} {{workflow.name}}"
+    wt = workflow_template(tasks, [step_template("ok"), exit_t], onExit="report")
+    result = submit_and_run(make(wt), params={"who": "falco"})
+    assert result.phase == "Failed"  # c is a leaf omitted under a failed b
+    phases = {t.name: t.phase for t in result.tasks}
+    assert phases == {"a": "Succeeded", "b": "Failed", "c": "Omitted", "d": "Succeeded"}
+    outputs = {t.name: t.outputs.get("out") for t in result.tasks}
+    assert outputs["a"] == "hello falco" and outputs["d"] == "hello falco!"
+    assert result.exit_handler.phase == "Succeeded" and result.exit_handler.outputs["out"] == "Failed wf-1"
+    ran = [line.split("|")[1] for line in trace.read_text().splitlines()]
+    assert ran == ["hello falco", "b", "hello falco!", "Failed wf-1"]  # a, b, d, then the exit handler; never c
+    # the Workflow object in the API, as Argo keeps it
+    wf = kube.get("workflows", "default", "wf-1")
+    assert wf["status"]["phase"] == "Failed" and wf["metadata"]["labels"]["workflows.argoproj.io/completed"] == "true"
+    nodes = nodes_by_display(result)
+    assert nodes["wf-1"]["type"] == "DAG" and nodes["wf-1"]["phase"] == "Failed"
+    assert nodes["c"]["type"] == "Skipped" and nodes["c"]["phase"] == "Omitted"
+    assert nodes["b"]["type"] == "Pod" and nodes["b"]["message"] == "Error (exit code 1)"
+    assert nodes["a"]["outputs"]["parameters"][0] == {"name": "out", "value": "hello falco",
+                                                      "valueFrom": {"path": "/tmp/outputs/out", "default": "none"}}
+    assert nodes["wf-1.onExit"]["templateName"] == "report"
+    assert all(n.get("startedAt") and n.get("finishedAt") for n in nodes.values())
+    assert nodes["a"]["id"] == localrun.node_id("wf-1", "wf-1.a")
+
+
+def test_a_failure_handled_by_a_downstream_leaf_still_fails_unless_every_leaf_branch_succeeds(world):
+    make, _ = world
+    tasks = [
+        {"name": "a", "template": "ok", "arguments": {"parameters": [{"name": "exit", "value": "3"}]}},
+        {"name": "cleanup", "template": "ok", "depends": "a.Failed"},
+    ]
+    result = submit_and_run(make(workflow_template(tasks, [step_template("ok")])))
+    assert [t.phase for t in result.tasks] == ["Failed", "Succeeded"]
+    assert result.phase == "Succeeded"  # the only leaf succeeded: Argo judges the DAG by its leaves
+
+
+def test_retry_on_exit_75_with_backoff_until_success(world):
+    make, trace = world
+    tasks = [{"name": "f", "template": "flaky"}]
+    result = submit_and_run(make(workflow_template(tasks, [step_template("flaky", "--flaky=2", retry=RETRY)])))
+    task = result.tasks[0]
+    assert result.phase == "Succeeded" and task.phase == "Succeeded"
+    assert [a.exit_code for a in task.attempts] == [75, 75, 0]
+    nodes = nodes_by_display(result)
+    assert nodes["f"]["type"] == "Retry" and len(nodes["f"]["children"]) == 3
+    assert [nodes[f"f({i})"]["phase"] for i in range(3)] == ["Failed", "Failed", "Succeeded"]
+
+
+def test_retry_limit_and_expression(world):
+    make, _ = world
+    wt = workflow_template(
+        [{"name": "busy", "template": "flaky"}, {"name": "broken", "template": "broken"}],
+        [step_template("flaky", "--flaky=9", retry=RETRY),
+         step_template("broken", retry=RETRY, inputs={"parameters": [{"name": "value", "value": ""}, {"name": "exit", "value": "1"}]})],
+    )
+    result = submit_and_run(make(wt))
+    busy, broken = result.tasks
+    assert len(busy.attempts) == 3 and busy.phase == "Failed" and "No more retries left" in busy.message
+    assert len(broken.attempts) == 1 and "expression evaluated to false" in broken.message
+
+
+def test_fallback_to_logs_on_error_makes_the_log_tail_the_node_message(world):
+    make, _ = world
+    t = step_template("noisy")
+    t["container"]["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    t["container"]["command"][2] = "import sys\nfor i in range(200): print('line', i, flush=True)\nprint('error: boom', file=sys.stderr)\nsys.exit(1)"
+    plain = step_template("plain", inputs={"parameters": [{"name": "value", "value": ""}, {"name": "exit", "value": "4"}]})
+    result = submit_and_run(make(workflow_template([{"name": "a", "template": "noisy"}, {"name": "b", "template": "plain"}], [t, plain])))
+    noisy, quiet = result.tasks
+    assert noisy.message.endswith("error: boom\n") and "line 199" in noisy.message and "line 119" not in noisy.message
+    assert len(noisy.message.encode()) <= 2048 and len(noisy.message.splitlines()) <= 80
+    assert quiet.message == "Error (exit code 4)"
+    assert "error: boom" in noisy.attempts[0].logs and "line 0\n" in noisy.attempts[0].logs
+
+
+def test_template_deadline_fails_the_pod(world):
+    make, _ = world
+    wt = workflow_template([{"name": "slow", "template": "slow"}], [step_template("slow", "--sleep=5", activeDeadlineSeconds=1)])
+    result = submit_and_run(make(wt))
+    assert result.tasks[0].phase == "Failed" and "deadline" in result.tasks[0].message
+
+
+def test_expression_workflow_variables_secrets_and_no_token_without_automount(world, kube):
+    make, trace = world
+    t = step_template("ok", automountServiceAccountToken=False)
+    t["container"]["args"][2] = "--value={{=sprig.b64enc(workflow.parameters.alert)}}|{{workflow.name}}|{{workflow.namespace}}|{{workflow.uid}}"
+    t["container"]["env"] = [
+        {"name": "SEEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "KEY"}}},
+        {"name": "OPTIONAL", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "x", "optional": True}}},
+    ]
+    t["container"]["command"][2] = STEP.replace('args.get("name", "?")', 'args.get("name", "?") + "|kubeconfig=" + str("KUBECONFIG" in os.environ)')
+    result = submit_and_run(make(workflow_template([{"name": "a", "template": "ok"}], [t]), secrets={"creds": {"KEY": "s3cr3t"}}),
+                            params={"alert": '{"rule": "x"}'})
+    value = result.tasks[0].outputs["out"]
+    b64, name, ns, uid = value.split("|")
+    assert base64.b64decode(b64) == b'{"rule": "x"}' and (name, ns) == ("wf-1", "default")
+    assert uid == kube.get("workflows", "default", "wf-1")["metadata"]["uid"]
+    fields = trace.read_text().strip().split("|")
+    assert (fields[0], fields[1], fields[-1]) == ("ok", "kubeconfig=False", "s3cr3t")
+
+
+def test_missing_secret_is_a_pod_error(world):
+    make, _ = world
+    t = step_template("ok")
+    t["container"]["env"] = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "KEY"}}}]
+    result = submit_and_run(make(workflow_template([{"name": "a", "template": "ok"}], [t])))
+    assert result.tasks[0].phase == "Error" and 'secret "creds" not found' in result.tasks[0].message
+    assert result.phase == "Error"
+
+
+def test_unresolvable_reference_is_a_node_error(world):
+    make, _ = world
+    tasks = [{"name": "a", "template": "ok", "arguments": {"parameters": [{"name": "value", "value": "{{tasks.zz.outputs.parameters.out}}"}]}}]
+    result = submit_and_run(make(workflow_template(tasks, [step_template("ok")])))
+    assert result.tasks[0].phase == "Error" and "failed to resolve {{tasks.zz.outputs.parameters.out}}" in result.tasks[0].message
+
+
+def test_required_argument_and_enum(world):
+    make, _ = world
+    wt = workflow_template([{"name": "a", "template": "ok"}], [step_template("ok")])
+    wt["spec"]["arguments"]["parameters"] += [{"name": "pod"}, {"name": "dry-run", "value": "false", "enum": ["true", "false"]}]
+    runner = make(wt)
+    result = submit_and_run(runner)
+    assert result.phase == "Error" and "spec.arguments.pod.value is required" in result.message
+    result = submit_and_run(runner, params={"pod": "p", "dry-run": "maybe"}, name="wf-2")
+    assert result.phase == "Error" and "enum" in result.message
+
+
+def test_hostpath_is_the_pinned_nodes_checkpoint_dir_and_configmaps_are_files(world, kube):
+    make, _ = world
+    t = step_template("pinned")
+    t["container"]["args"] = ["--outputs-dir=/var/lib/kubelet/checkpoints/out", "--value={{inputs.parameters.value}}"]
+    t["container"]["volumeMounts"].append({"name": "cp", "mountPath": "/var/lib/kubelet/checkpoints"})
+    t["volumes"].append({"name": "cp", "hostPath": {"path": "/var/lib/kubelet/checkpoints", "type": "Directory"}})
+    t["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["{{inputs.parameters.node}}"]}]}]}}}
+    t["inputs"]["parameters"].append({"name": "node"})
+    t["outputs"] = {}
+    c = step_template("ca")
+    c["container"]["args"] = ["--outputs-dir=/tmp/outputs", "--value=x"]
+    c["container"]["command"][2] = "import sys, pathlib; pathlib.Path(sys.argv[1].split('=')[1]).mkdir(parents=True); (pathlib.Path(sys.argv[1].split('=')[1]) / 'out').write_text(open('/etc/ca/ca.crt'.replace('/etc/ca', sys.argv[3].split('=')[1])).read())"
+    c["container"]["args"].append("--ca-dir=/etc/ca")
+    c["container"]["volumeMounts"].append({"name": "ca", "mountPath": "/etc/ca", "readOnly": True})
+    c["volumes"].append({"name": "ca", "configMap": {"name": "kubelet-serving-ca"}})
+    tasks = [
+        {"name": "here", "template": "pinned", "arguments": {"parameters": [{"name": "node", "value": "node-1"}, {"name": "value", "value": "v"}]}},
+        {"name": "nowhere", "template": "pinned", "arguments": {"parameters": [{"name": "node", "value": "node-9"}]}},
+        {"name": "ca", "template": "ca"},
+    ]
+    runner = make(workflow_template(tasks, [t, c]), configmaps={"kubelet-serving-ca": {"ca.crt": "PEM"}})
+    result = submit_and_run(runner)
+    here, nowhere, ca = result.tasks
+    assert here.phase == "Succeeded" and (kube.checkpoint_dir("node-1") / "out" / "out").read_text() == "v"
+    assert nodes_by_display(result)["here"]["hostNodeName"] == "node-1"
+    assert nowhere.phase == "Error" and "node 'node-9'" in nowhere.message
+    assert ca.phase == "Succeeded" and ca.outputs["out"] == "PEM"
+
+
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda wt: wt["spec"]["templates"][0].__setitem__("podSpecPatch", "{}"), "podSpecPatch"),
+        (lambda wt: wt["spec"]["templates"][-1]["dag"]["tasks"][0].__setitem__("when", "1 == 1"), "when"),
+        (lambda wt: wt["spec"]["templates"][0]["container"].__setitem__("workingDir", "/"), "workingDir"),
+        (lambda wt: wt["spec"].__setitem__("volumeClaimTemplates", []), "volumeClaimTemplates"),
+        (lambda wt: wt["spec"]["templates"][0]["retryStrategy"].__setitem__("affinity", {}), "affinity"),
+        (lambda wt: wt["spec"]["templates"][0]["container"]["args"].append("{{=toJson(inputs)}}"), "expression"),
+        (lambda wt: wt["spec"]["templates"][0]["volumes"].append({"name": "tmp2", "nfs": {}}) or
+         wt["spec"]["templates"][0]["container"]["volumeMounts"].append({"name": "tmp2", "mountPath": "/x"}), "volume type"),
+    ],
+    ids=["podSpecPatch", "when", "workingDir", "volumeClaimTemplates", "retry.affinity", "expression", "nfs"],
+)
+def test_unsupported_fields_fail_loudly_naming_them(world, kube, mutate, field):
+    make, _ = world
+    wt = workflow_template([{"name": "a", "template": "ok"}], [step_template("ok", retry=copy.deepcopy(RETRY))])
+    mutate(wt)
+    with pytest.raises(localrun.Unsupported, match=field):
+        submit_and_run(make(wt))
+
+
+def test_submit_twice_is_409_already_exists(world):
+    make, _ = world
+    runner = make(workflow_template([{"name": "a", "template": "ok"}], [step_template("ok")]))
+    wf = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "dup", "namespace": "default"},
+          "spec": {"workflowTemplateRef": {"name": "wt"}}}
+    assert runner.submit(wf)[0] is True
+    created, status = runner.submit(wf)
+    assert created is False and status["reason"] == "AlreadyExists" and status["code"] == 409
+
+
+# --- pieces ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expr,phases,want",
+    [
+        ("a", {"a": "Succeeded"}, True),
+        ("a", {"a": "Failed"}, False),
+        ("a", {"a": "Skipped"}, True),
+        ("a.Succeeded || a.Failed || a.Errored", {"a": "Error"}, True),
+        ("a.Succeeded || a.Failed || a.Errored", {"a": "Omitted"}, False),
+        ("a.Omitted", {"a": "Omitted"}, True),
+        ("a && !b.Failed", {"a": "Succeeded", "b": "Failed"}, False),
+        ("(a.Failed || b) && !(b.Errored)", {"a": "Succeeded", "b": "Succeeded"}, True),
+        ("task-1.Succeeded && task-2", {"task-1": "Succeeded", "task-2": "Succeeded"}, True),
+    ],
+)
+def test_depends_expressions(expr, phases, want):
+    assert eval_depends(expr, phases) is want
+
+
+def test_depends_refuses_what_it_cannot_evaluate():
+    with pytest.raises(localrun.Unsupported):
+        eval_depends("a.AnySucceeded", {"a": "Succeeded"})
+    with pytest.raises(localrun.Unsupported):
+        eval_depends("a ||", {"a": "Succeeded"})
+
+
+def test_retry_expression():
+    expr = "lastRetry.status == 'Error' || lastRetry.exitCode == '75'"
+    assert localrun.eval_retry_expression(expr, {"status": "Failed", "exitCode": "75"})
+    assert localrun.eval_retry_expression(expr, {"status": "Error", "exitCode": "-1"})
+    assert not localrun.eval_retry_expression(expr, {"status": "Failed", "exitCode": "1"})
+    with pytest.raises(localrun.Unsupported):
+        localrun.eval_retry_expression("asInt(lastRetry.exitCode) > 1", {})
+
+
+def test_paths_under_mounts_are_mapped():
+    mounts = [("/var/lib/kubelet/checkpoints", Path("/L/cp")), ("/tmp", Path("/L/tmp"))]
+    assert map_path("--outputs-dir=/tmp/outputs", mounts) == "--outputs-dir=/L/tmp/outputs"
+    assert map_path("--checkpoint-dir=/var/lib/kubelet/checkpoints", mounts) == "--checkpoint-dir=/L/cp"
+    assert map_path("/tmp", mounts) == "/L/tmp"
+    assert map_path("--x=/tmpfoo", mounts) == "--x=/tmpfoo"
+    assert map_path("--workflow=falco-response/wf", mounts) == "--workflow=falco-response/wf"
+
+
+def test_durations():
+    assert parse_duration("10s", "x") == 10 and parse_duration("3m", "x") == 180 and parse_duration(30, "x") == 30
+    assert parse_duration("1h30m", "x") == 5400 and parse_duration("500ms", "x") == 0.5
+    with pytest.raises(localrun.WorkflowError):
+        parse_duration("ten", "x")

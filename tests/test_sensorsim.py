@@ -1,0 +1,336 @@
+"""engine.sensorsim: Argo Events v1.9 filter and parameter semantics, on the tricky cases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from engine import sensorsim as ss
+
+
+def _data(body: dict | str, headers: dict | None = None) -> bytes:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    return ss.webhook_event_data(raw.encode(), headers)
+
+
+def _dep(data_filters=None, script=None, **extra) -> dict:
+    filters: dict = {}
+    if data_filters is not None:
+        filters["data"] = data_filters
+    if script is not None:
+        filters["script"] = script
+    filters.update(extra.pop("filters_extra", {}))
+    return {"name": "d", "eventSourceName": "falco", "eventName": "falco-alert", "filters": filters, **extra}
+
+
+def _passes(dep: dict, body: dict | str) -> bool:
+    root = ss.parse_json(_data(body).decode())
+    return ss.evaluate_dependency(dep, root) is None
+
+
+def _string(path: str, *values: str, comparator: str | None = None) -> dict:
+    f = {"path": path, "type": "string", "value": list(values)}
+    if comparator is not None:
+        f["comparator"] = comparator
+    return f
+
+
+# --- event data as the EventSource publishes it ---------------------------------------------------
+
+
+def test_event_data_is_go_json_marshal_compact_and_html_escaped():
+    body = b'{ "output" : "a <b> & c",\n  "n": 18446744073670260079, "e": "\\u00e9" }'
+    data = ss.webhook_event_data(body, {"Content-Type": ["application/json"], "Authorization": ["*** Masked Auth Secret ***"]})
+    assert data == (
+        b'{"header":{"Authorization":["*** Masked Auth Secret ***"],"Content-Type":["application/json"]},'
+        b'"body":{"output":"a \\u003cb\\u003e \\u0026 c","n":18446744073670260079,"e":"\\u00e9"}}'
+    )
+
+
+def test_event_data_refuses_what_go_json_refuses():
+    for bad in (b"", b"{", b"{'a': 1}", b'{"a": NaN}', b'{"a": 01}', b'{"a": 1,}', b'{"a": "\x01"}', b"[1] x"):
+        with pytest.raises(ss.JSONSyntaxError):
+            ss.webhook_event_data(bad)
+
+
+# --- data filters ----------------------------------------------------------------------------------
+
+
+def test_string_values_are_unanchored_regexps():
+    dep = _dep([_string("body.priority", "Critical")])
+    assert _passes(dep, {"priority": "NotCritical"})
+    assert _passes(dep, {"priority": "Critical2"})
+    assert not _passes(dep, {"priority": "Warning"})
+    anchored = _dep([_string("body.priority", "^Critical$")])
+    assert not _passes(anchored, {"priority": "NotCritical"})
+
+
+def test_dollar_is_end_of_text_as_in_re2_not_before_a_final_newline():
+    dep = _dep([_string("body.ns", "^default$")])
+    assert _passes(dep, {"ns": "default"})
+    assert not _passes(dep, {"ns": "default\n"})  # Python's re alone would match here
+
+
+def test_not_equal_with_several_values_passes_if_any_value_does_not_match():
+    dep = _dep([_string("body.ns", "^kube-system$", "^falco$", comparator="!=")])
+    # "kube-system" does not match "^falco$": the filter PASSES, a protected namespace slips through
+    assert _passes(dep, {"ns": "kube-system"})
+    one_regex = _dep([_string("body.ns", "^(?:kube-system|falco)$", comparator="!=")])
+    assert not _passes(one_regex, {"ns": "kube-system"})
+    assert _passes(one_regex, {"ns": "default"})
+
+
+def test_several_values_with_equal_pass_if_any_matches():
+    dep = _dep([_string("body.p", "^Critical$", "^Warning$")])
+    assert _passes(dep, {"p": "Warning"})
+    assert not _passes(dep, {"p": "Notice"})
+
+
+def test_missing_path_rejects_under_and_but_null_reads_as_empty_string():
+    dep = _dep([_string("body.output_fields.k8s\\.ns\\.name", "^$")])
+    assert _passes(dep, {"output_fields": {"k8s.ns.name": None}})
+    assert not _passes(dep, {"output_fields": {}})
+    root = ss.parse_json(_data({"output_fields": {}}).decode())
+    failure = ss.evaluate_dependency(dep, root)
+    assert failure.kind == "data" and "does not exist" in failure.reason
+
+
+def test_or_operator_tolerates_a_missing_path_when_another_filter_matches():
+    dep = _dep([_string("body.missing", "x"), _string("body.rule", "^a$")], filters_extra={"dataLogicalOperator": "or"})
+    assert _passes(dep, {"rule": "a"})
+    assert not _passes(dep, {"rule": "b"})  # no match, and the error of the missing path rejects
+
+
+def test_dotted_keys_need_escaped_paths_and_first_duplicate_key_wins():
+    body = '{"output_fields": {"k8s.ns.name": "dotted", "k8s": {"ns": {"name": "nested"}}}, "rule": "first", "rule": "second"}'
+    root = ss.parse_json(_data(body).decode())
+    assert ss.gjson_get(root, "body.output_fields.k8s\\.ns\\.name").string() == "dotted"
+    assert ss.gjson_get(root, "body.output_fields.k8s.ns.name").string() == "nested"
+    assert ss.gjson_get(root, "body.rule").string() == "first"  # gjson: first key
+    assert root.value()["body"]["rule"] == "second"  # Go maps: last key
+
+
+def test_bracket_keys_work_escaped_or_not():
+    root = ss.parse_json(_data({"output_fields": {"proc.aname[2]": "systemd"}}).decode())
+    assert ss.gjson_get(root, "body.output_fields.proc\\.aname\\[2\\]").string() == "systemd"
+    assert ss.gjson_get(root, "body.output_fields.proc\\.aname[2]").string() == "systemd"
+
+
+def test_arrays_read_as_their_json_text():
+    dep = _dep([_string("body.tags", '"(?:trigger-checkpoint)"')])
+    assert _passes(dep, {"tags": ["a", "trigger-checkpoint"]})
+    assert not _passes(dep, {"tags": ["a", "trigger-checkpoint-not"]})
+    root = ss.parse_json(_data({"tags": ["<x>", "y"]}).decode())
+    assert ss.gjson_get(root, "body.tags").string() == '["\\u003cx\\u003e","y"]'
+
+
+def test_numbers_and_bools():
+    num = _dep([{"path": "body.tty", "type": "number", "value": ["34816"], "comparator": ">="}])
+    assert _passes(num, {"tty": 34816}) and _passes(num, {"tty": "40000"}) and not _passes(num, {"tty": 0})
+    assert not _passes(num, {"tty": "not a number"})  # Float() of a non-number string is 0
+    flag = _dep([{"path": "body.flag", "type": "bool", "value": ["True"]}])
+    assert _passes(flag, {"flag": True}) and _passes(flag, {"flag": "1"}) and not _passes(flag, {"flag": "yes"})
+
+
+def test_invalid_comparator_is_refused_like_the_controller():
+    dep = _dep([{"path": "body.tty", "type": "number", "value": ["1"], "comparator": "=="}])
+    with pytest.raises(ss.GoError):
+        _passes(dep, {"tty": 1})
+
+
+@pytest.mark.parametrize("kind", ["exprs", "context", "time"])
+def test_unsupported_filter_kinds_fail_loudly(kind):
+    dep = _dep([], filters_extra={kind: [{"expr": "a == b"}] if kind == "exprs" else {"x": 1}})
+    with pytest.raises(ss.Unsupported, match=kind):
+        _passes(dep, {"a": 1})
+
+
+def test_transform_fails_loudly():
+    dep = _dep([], transform={"jq": "."})
+    with pytest.raises(ss.Unsupported, match="transform"):
+        _passes(dep, {})
+
+
+@pytest.mark.parametrize("regex", ["(?=a)", "(a)\\1", "\\pL", "(?i)a", "[[:^alpha:]]"])
+def test_regexps_python_reads_differently_are_refused(regex):
+    dep = _dep([_string("body.a", regex)])
+    with pytest.raises(ss.Unsupported):
+        _passes(dep, {"a": "a"})
+
+
+def test_invalid_go_regexp_rejects_the_event():
+    dep = _dep([_string("body.a", "a{1001}")])
+    assert not _passes(dep, {"a": "a"})
+
+
+# --- Lua script filter -----------------------------------------------------------------------------
+
+
+def test_lua_sees_nulls_as_nil_and_drops_nested_arrays():
+    script = """
+    local f = event.body.output_fields
+    return f["k8s.pod.name"] == nil and f["k8s.ns.name"] == "default" and #event.body.m == 2
+           and type(event.body.n) == "number" and event.header["Content-Type"][1] == "application/json; charset=utf-8"
+    """
+    body = {"output_fields": {"k8s.pod.name": None, "k8s.ns.name": "default"}, "m": [[1], "a", None, 2], "n": 18446744073670260079}
+    assert _passes(_dep(script=script), body)
+
+
+def test_lua_must_return_exactly_true():
+    for script, ok in (("return true", True), ("return 1", False), ('return "true"', False), ("return", False),
+                       ("return false, true", True), ("return true, nil", False)):
+        assert _passes(_dep(script=script), {"a": 1}) is ok, script
+
+
+def test_lua_error_rejects():
+    root = ss.parse_json(_data({"a": 1}).decode())
+    failure = ss.evaluate_dependency(_dep(script="return event.nope.field"), root)
+    assert failure.kind == "script" and "error" in failure.reason
+
+
+# --- trigger parameters ---------------------------------------------------------------------------
+
+
+def _resolve(src: dict, body: dict | str) -> tuple[str | None, str]:
+    root = ss.parse_json(_data(body).decode())
+    return ss.resolve_parameter({"dependencyName": "d", **src}, {"d": root})
+
+
+def test_data_key_gives_raw_json_for_blocks_and_null_and_values_for_scalars():
+    body = {"a": {"x": "<1>"}, "n": None, "s": "str", "i": 5, "f": 1.50}
+    assert _resolve({"dataKey": "body.a"}, body) == ('{"x":"\\u003c1\\u003e"}', "JSON")
+    assert _resolve({"dataKey": "body.n"}, body) == ("null", "Null")
+    assert _resolve({"dataKey": "body.s"}, body) == ("str", "String")
+    assert _resolve({"dataKey": "body.i"}, body) == ("5", "Number")
+    assert _resolve({"dataKey": "body.f"}, body) == ("1.5", "Number")
+
+
+def test_data_template_falls_back_to_data_key_then_value():
+    body = {"rule": "R", "output_fields": {"container.name": None}}
+    tpl = '{{ with index .Input.body.output_fields "container.name" }}{{ . }}{{ end }}'
+    assert _resolve({"dataTemplate": tpl, "value": "dflt"}, body) == ("dflt", "String")
+    assert _resolve({"dataTemplate": tpl, "dataKey": "body.rule", "value": "dflt"}, body) == ("R", "String")
+    assert _resolve({"dataTemplate": "{{ .Input.body.nope }}", "value": "v"}, body) == ("v", "String")  # "<no value>"
+    with pytest.raises(ss.GoError):
+        _resolve({"dataTemplate": "{{ .Input.body.nope }}"}, body)
+
+
+def test_template_name_hash_and_label_functions():
+    body = {"rule": "Redirect STDOUT/STDIN to Network Connection in Container",
+            "output_fields": {"k8s.ns.name": "default", "k8s.pod.name": "-web-1-", "container.id": "0123456789ab"}}
+    name_tpl = ('falco-response-{{ printf "%s/%s/%s" (index .Input.body.output_fields "k8s.ns.name") '
+                '(index .Input.body.output_fields "k8s.pod.name") (index .Input.body.output_fields "container.id") | sha256sum | trunc 16 }}')
+    want = "falco-response-" + hashlib.sha256(b"default/-web-1-/0123456789ab").hexdigest()[:16]
+    assert _resolve({"dataTemplate": name_tpl}, body)[0] == want
+    rule_tpl = '{{ regexReplaceAll "[^A-Za-z0-9_.-]+" .Input.body.rule "-" | trunc 63 | trimAll "-_." }}'
+    assert _resolve({"dataTemplate": rule_tpl}, body)[0] == "Redirect-STDOUT-STDIN-to-Network-Connection-in-Container"
+    pod_tpl = '{{ (index .Input.body.output_fields "k8s.pod.name") | trunc 63 | trimAll "-." | lower }}'
+    assert _resolve({"dataTemplate": pod_tpl}, body)[0] == "web-1"
+
+
+def test_template_printf_with_null_renders_like_go():
+    body = {"output_fields": {"k8s.ns.name": None}}
+    out, _ = _resolve({"dataTemplate": '{{ printf "%s/%s" (index .Input.body.output_fields "k8s.ns.name") "x" }}'}, body)
+    assert out == "%!s(<nil>)/x"
+    # a number reads as float64 in templates
+    assert _resolve({"dataTemplate": "{{ .Input.body.n }}"}, {"n": 1234567})[0] == "1.234567e+06"
+
+
+def test_unknown_template_functions_fail_loudly():
+    with pytest.raises(ss.Unsupported, match="toYaml"):
+        _resolve({"dataTemplate": "{{ toYaml .Input }}"}, {"a": 1})
+
+
+def test_sjson_dest_escaped_dots_and_array_indexes():
+    obj = {"metadata": {"labels": {}}, "spec": {"arguments": {"parameters": [{"name": "a", "value": ""}]}}}
+    out = ss.sjson_set(obj, "metadata.labels.falco-response\\.io/pod", "web")
+    out = ss.sjson_set(out, "spec.arguments.parameters.0.value", "x")
+    out = ss.sjson_set(out, "spec.arguments.parameters.2.value", "y")
+    assert out["metadata"]["labels"] == {"falco-response.io/pod": "web"}
+    assert out["spec"]["arguments"]["parameters"] == [{"name": "a", "value": "x"}, None, {"value": "y"}]
+    assert obj["spec"]["arguments"]["parameters"][0]["value"] == ""  # the input is untouched
+    assert ss.sjson_set({}, "a.1", "v") == {"a": [None, "v"]}
+    with pytest.raises(ss.GoError):
+        ss.sjson_set({"a": []}, "a.key", "v")
+    with pytest.raises(ss.Unsupported):
+        ss.sjson_set({}, "a.*", "v")
+
+
+def test_trigger_labels_and_namespace_like_argo_events():
+    sensor = {
+        "metadata": {"name": "s", "namespace": "argo-events"},
+        "spec": {"dependencies": [_dep([_string("body.rule", "^a$")])], "triggers": [{"template": {"name": "t", "argoWorkflow": {
+            "operation": "submit",
+            "source": {"resource": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "x-"}}},
+            "parameters": [{"src": {"dependencyName": "d", "dataKey": "body.rule"}, "dest": "metadata.labels.rule"}],
+        }}}]},
+    }
+    result = ss.evaluate(sensor, _data({"rule": "a"}), now_ms=42)
+    assert result.matched
+    wf = result.triggers[0].workflow
+    assert wf["metadata"]["namespace"] == "argo-events"
+    assert wf["metadata"]["labels"] == {"rule": "a", "events.argoproj.io/sensor": "s", "events.argoproj.io/trigger": "t",
+                                        "events.argoproj.io/action-timestamp": "42"}
+    other = ss.evaluate(sensor, _data({"rule": "a"}), event_source="other")
+    assert not other.matched and other.failure.kind == "event"
+
+
+def test_go_float_formatting():
+    assert [ss.go_format_float(v, "g") for v in (1e6, 123456.0, 1.5, 1e-5, 1e21)] == ["1e+06", "123456", "1.5", "1e-05", "1e+21"]
+    assert ss.go_marshal(1e-7) == "1e-7" and ss.go_marshal(2.0) == "2" and ss.go_marshal(1e21) == "1e+21"
+
+
+# --- the webhook EventSource --------------------------------------------------------------------
+
+
+def _endpoint(max_size: int = 65536):
+    from engine.webhook import WebhookEndpoint
+
+    spec = ss.WebhookSpec("falco", "falco-alert", "/falco", "POST", 12000, max_size, {"name": "falco-webhook-token", "key": "token"})
+    return WebhookEndpoint(spec, "s3cret\n")  # a Secret edited with vim: the trailing newline is dropped
+
+
+@pytest.mark.parametrize(
+    "method,target,headers,body,status,text",
+    [
+        ("POST", "/other", {}, b"{}", 404, "404 page not found"),
+        ("GET", "/health", {}, b"", 200, "OK"),
+        ("POST", "/falco", {}, b"{}", 401, "Invalid Authorization Header"),
+        ("POST", "/falco", {"Authorization": "Basic s3cret"}, b"{}", 401, "Invalid Authorization Header"),
+        ("POST", "/falco", {"Authorization": "Bearer wrong"}, b"{}", 401, "Invalid Auth token"),
+        ("PUT", "/falco", {"Authorization": "Bearer s3cret"}, b"{}", 400, "http method does not match"),  # Argo: 400, not 405
+        ("POST", "/falco", {"Authorization": "Bearer s3cret"}, b"{" + b" " * 2000 + b"}", 400, "http: request body too large"),
+        ("POST", "/falco", {"Authorization": "Bearer s3cret"}, b"not json", 400, "invalid character"),
+        ("POST", "/falco", {"Authorization": "Bearer s3cret"}, b"", 400, "unexpected end of JSON input"),
+        ("POST", "/falco?x=1", {"authorization": "Bearer s3cret", "content-type": "application/json"}, b'{"a": "<b>"}', 200, "success"),
+    ],
+)
+def test_webhook_answers_like_argo_events(method, target, headers, body, status, text):
+    response = _endpoint(max_size=1024).handle(method, target, headers, body)
+    assert response.status == status and text in response.text
+    assert (response.event_data is not None) is (status == 200 and target != "/health")
+    if response.event_data:
+        data = json.loads(response.event_data)
+        assert data == {"header": {"Authorization": ["*** Masked Auth Secret ***"], "Content-Type": ["application/json"]},
+                        "body": {"a": "<b>"}}
+        assert b'"\\u003cb\\u003e"' in response.event_data
+
+
+def test_webhook_over_http(tmp_path):
+    import requests
+
+    from engine.webhook import WebhookServer
+
+    seen = []
+    with WebhookServer(_endpoint(), on_event=seen.append) as server:
+        assert requests.post(server.url, json={"rule": "r"}).status_code == 401
+        r = requests.post(server.url, json={"rule": "r"}, headers={"Authorization": "Bearer s3cret", "User-Agent": "Falcosidekick"})
+        assert (r.status_code, r.text) == (200, "success")
+        big = requests.post(server.url, data=b'{"a":"' + b"x" * 70000 + b'"}', headers={"Authorization": "Bearer s3cret"})
+        assert big.status_code == 400 and "too large" in big.text
+    assert len(seen) == 1 and server.events == seen
+    header = json.loads(seen[0])["header"]
+    assert header["Authorization"] == ["*** Masked Auth Secret ***"] and header["User-Agent"] == ["Falcosidekick"]
+    assert "Host" not in header

@@ -1,0 +1,273 @@
+"""`falco-response simulate`: every real alert through every Sensor in build/, as the cluster would decide."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine import build, config, sensorsim, simulate
+from engine import cli as engine_cli
+from standin import shared_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = shared_dir() / "falco-events"
+CQ = "checkpoint-and-quarantine"
+
+# (file, matched, policy, pipeline, node) with the default response.yaml
+EXPECTED = [
+    ("01_terminal_shell_in_container.falco-docs.json", True, "interactive-intrusion", CQ, "falco-xczjd"),
+    ("02_terminal_shell_in_container.aks.json", True, "interactive-intrusion", CQ, "aks-aksnp0lab-30954262-vmss000002"),
+    ("03_read_sensitive_file_untrusted.aks.json", True, "interactive-intrusion", CQ, "aks-aksnp0lab-30954262-vmss000002"),
+    ("04_read_sensitive_file_untrusted.kind.json", True, "interactive-intrusion", CQ, "mfernd-k8s-security-control-plane"),
+    ("05_netcat_remote_code_execution_in_container.json", False, None, None, None),  # no k8s fields
+    ("06_drop_and_execute_new_binary_in_container.json", False, None, None, None),  # k8s fields null
+    ("07_k8s_audit_attach_exec_pod.json", False, None, None, None),
+    ("08_k8s_audit_disallowed_k8s_user.json", False, None, None, None),
+    ("09_host_write_below_binary_dir.json", False, None, None, None),
+    ("10_falcosidekick_test_event.json", False, None, None, None),
+    ("11_terminal_shell_in_container.flux-blog.json", True, "interactive-intrusion", CQ, ""),  # old Falco, no hostname
+]
+
+
+def subprocess_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=60)
+
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout.encode(), stderr.encode()
+
+
+def cli(*args: str, stdin: bytes | None = None) -> Result:
+    """engine.cli.main in this process (the same code path as `python -m engine.cli`, without the start-up)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin or b""))
+    try:
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = engine_cli.main(list(args))
+    finally:
+        sys.stdin = saved
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def _one_object(proc) -> dict:
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().strip().splitlines()
+    assert len(out) == 1, out  # ONE object
+    return json.loads(out[0])
+
+
+def simulate_json(*args: str, stdin: bytes | None = None) -> dict:
+    return _one_object(cli("simulate", "--json", *args, stdin=stdin))
+
+
+def workflow_name(ns: str, pod: str, cid: str) -> str:
+    return "falco-response-" + hashlib.sha256(f"{ns}/{pod}/{cid}".encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name,matched,policy,pipeline,node", EXPECTED, ids=[e[0][:2] for e in EXPECTED])
+def test_every_real_alert_gets_its_decision(name, matched, policy, pipeline, node):
+    result = _one_object(subprocess_cli("simulate", "--json", str(EVENTS / name)))
+    alert = json.loads((EVENTS / name).read_text())
+    assert set(result) == {"matched", "policy", "pipeline", "workflow_name", "parameters", "reason"}
+    assert result["matched"] is matched, result["reason"]
+    assert result["policy"] == policy and result["pipeline"] == pipeline
+    if not matched:
+        assert result["workflow_name"] is None and result["parameters"] == {}
+        assert "no Sensor fires" in result["reason"]
+        return
+    fields = alert["output_fields"]
+    params = result["parameters"]
+    assert params["node"] == node
+    assert params["namespace"] == fields["k8s.ns.name"] and params["pod"] == fields["k8s.pod.name"]
+    assert params["container-id"] == fields["container.id"]
+    assert params["container-name"] == fields.get("container.name", "")
+    assert (params["rule"], params["priority"], params["alert-time"]) == (alert["rule"], alert["priority"], alert["time"])
+    assert params["policy"] == policy and params["dry-run"] == "false"
+    assert json.loads(params["alert"]) == alert  # the whole alert, as compacted JSON text
+    assert result["workflow_name"] == workflow_name(fields["k8s.ns.name"], fields["k8s.pod.name"], fields["container.id"])
+
+
+def test_reasons_name_the_first_failing_filter():
+    r = simulate_json(str(EVENTS / "06_drop_and_execute_new_binary_in_container.json"))
+    assert "k8s\\.ns\\.name" in r["reason"] and "''" in r["reason"]  # null reads as ""
+    r = simulate_json(str(EVENTS / "05_netcat_remote_code_execution_in_container.json"))
+    assert "does not exist" in r["reason"]
+
+
+def test_human_output_shows_the_workflow_yaml():
+    proc = cli("simulate", str(EVENTS / "02_terminal_shell_in_container.aks.json"))
+    assert proc.returncode == 0
+    out = proc.stdout.decode()
+    wf = yaml.safe_load(out.split("\n---\n", 1)[1])
+    assert wf["kind"] == "Workflow" and wf["spec"]["workflowTemplateRef"]["name"] == f"falco-{CQ}"
+    assert wf["metadata"]["labels"]["events.argoproj.io/sensor"] == "falco-response-interactive-intrusion"
+    assert "FIRES" in out and "no match" in out
+
+
+def test_dotted_keys_are_read_as_keys_not_nested_objects(tmp_path):
+    alert = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    alert["output_fields"]["k8s"] = {"ns": {"name": "kube-system"}, "pod": {"name": "evil"}}
+    alert["output_fields"]["proc.aname[2]"] = "systemd"
+    result = simulate_json("-", stdin=json.dumps(alert).encode())
+    assert result["matched"] and result["parameters"]["namespace"] == "default" and result["parameters"]["pod"] == "hellofalco"
+
+
+def test_protected_namespace_and_forged_fields_do_not_fire():
+    alert = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    for mutate in (
+        lambda a: a["output_fields"].__setitem__("k8s.ns.name", "kube-system"),
+        lambda a: a["output_fields"].__setitem__("container.id", "host"),
+        lambda a: a.__setitem__("rule", "Terminal shell in container {{workflow.name}}"),
+        lambda a: a.__setitem__("hostname", "Node_1"),  # Lua: optional fields must be well-formed
+        lambda a: a.__setitem__("priority", "NotNotice"),
+    ):
+        forged = copy.deepcopy(alert)
+        mutate(forged)
+        result = simulate_json("-", stdin=json.dumps(forged).encode())
+        assert not result["matched"], forged
+
+
+def test_first_match_wins_between_default_policies():
+    # Drop and execute (policy 1) AND tagged trigger-checkpoint (policy 3): the earlier policy takes it
+    alert = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    alert.update(rule="Drop and execute new binary in container", priority="Critical", tags=["container", "trigger-checkpoint"])
+    result = simulate_json("-", stdin=json.dumps(alert).encode())
+    assert (result["policy"], result["pipeline"]) == ("drop-and-execute", "checkpoint-and-delete")
+    alert["rule"] = "Some other rule"
+    result = simulate_json("-", stdin=json.dumps(alert).encode())
+    assert (result["policy"], result["pipeline"]) == ("checkpoint-on-tag", "checkpoint-only")
+
+
+def _custom_build(tmp_path: Path, policies: list[dict]) -> Path:
+    out = tmp_path / "build"
+    build.write(config.parse({"policies": policies}), out)
+    return out
+
+
+def test_first_match_wins_with_a_custom_response_yaml(tmp_path):
+    out = _custom_build(tmp_path, [
+        {"name": "shells", "match": {"rules": ["Terminal shell in container"]}, "response": "quarantine"},
+        {"name": "anything-notice", "match": {"priority": ">= Notice"}, "response": "delete"},
+        {"name": "tagged", "match": {"tags": ["container"]}, "response": "checkpoint-only"},
+    ])
+    shell = simulate_json("--build-dir", str(out), str(EVENTS / "02_terminal_shell_in_container.aks.json"))
+    assert (shell["policy"], shell["pipeline"]) == ("shells", "quarantine")
+    read = simulate_json("--build-dir", str(out), str(EVENTS / "03_read_sensitive_file_untrusted.aks.json"))
+    assert (read["policy"], read["pipeline"]) == ("anything-notice", "delete")
+    # the same policies in another order: the broad one now takes everything
+    out2 = _custom_build(tmp_path / "2", [
+        {"name": "anything-notice", "match": {"priority": ">= Notice"}, "response": "delete"},
+        {"name": "shells", "match": {"rules": ["Terminal shell in container"]}, "response": "quarantine"},
+    ])
+    shell = simulate_json("--build-dir", str(out2), str(EVENTS / "02_terminal_shell_in_container.aks.json"))
+    assert (shell["policy"], shell["pipeline"]) == ("anything-notice", "delete")
+
+
+def test_two_firing_sensors_are_reported_as_a_generator_bug(tmp_path):
+    out = _custom_build(tmp_path, [
+        {"name": "first", "match": {"rules": ["Terminal shell in container"]}, "response": "quarantine"},
+        {"name": "second", "match": {"priority": ">= Notice"}, "response": "delete"},
+    ])
+    second = out / "sensors" / "sensor-falco-response-second.yaml"
+    obj = yaml.safe_load(second.read_text())
+    del obj["spec"]["dependencies"][0]["filters"]["script"]  # no more first-match-wins
+    second.write_text(yaml.safe_dump(obj))
+    proc = cli("simulate", "--json", "--build-dir", str(out), str(EVENTS / "02_terminal_shell_in_container.aks.json"))
+    assert proc.returncode == simulate.EXIT_BUG
+    assert "GENERATOR BUG" in proc.stderr.decode() and "falco-response-second" in proc.stderr.decode()
+    assert "GENERATOR BUG" in json.loads(proc.stdout)["reason"]
+
+
+def test_unsupported_filter_kinds_in_build_fail_loudly(tmp_path):
+    out = _custom_build(tmp_path, [{"name": "p", "match": {"priority": ">= Notice"}, "response": "delete"}])
+    path = out / "sensors" / "sensor-falco-response-p.yaml"
+    obj = yaml.safe_load(path.read_text())
+    obj["spec"]["dependencies"][0]["filters"]["exprs"] = [{"expr": "a == 'b'", "fields": [{"name": "a", "path": "body.rule"}]}]
+    path.write_text(yaml.safe_dump(obj))
+    proc = cli("simulate", "--build-dir", str(out), str(EVENTS / "02_terminal_shell_in_container.aks.json"))
+    assert proc.returncode == 1 and "exprs" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "payload,why",
+    [
+        (b"not json", "not JSON"),
+        (b'["an", "array"]', "JSON object"),
+        (b'"a string"', "JSON object"),
+        (b"", "not JSON"),
+        (b'{"rule": "x", "output": "' + b"a" * 70000 + b'"}', "maxPayloadSize"),
+    ],
+    ids=["text", "array", "string", "empty", "too-large"],
+)
+def test_malformed_input_exits_2_with_one_line(payload, why):
+    proc = cli("simulate", "--json", "-", stdin=payload)
+    assert proc.returncode == 2
+    err = proc.stderr.decode().strip()
+    assert err.startswith("error: ") and why in err and len(err.splitlines()) == 1
+    assert proc.stdout == b""
+
+
+def test_malformed_input_exits_2_as_a_subprocess_too():
+    proc = subprocess_cli("simulate", "--json", "-", stdin=b"{not json")
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.decode().startswith("error: the alert is not JSON")
+
+
+def test_missing_file_exits_2():
+    proc = cli("simulate", "/nonexistent/alert.json")
+    assert proc.returncode == 2 and proc.stderr.decode().startswith("error: cannot read")
+
+
+def test_max_payload_size_comes_from_the_eventsource(tmp_path):
+    out = tmp_path / "build"
+    build.write(config.parse({"settings": {"eventsource": {"max_payload_size": 1024}}, "policies": [
+        {"name": "p", "match": {"priority": ">= Notice"}, "response": "delete"}]}), out)
+    body = (EVENTS / "02_terminal_shell_in_container.aks.json").read_bytes()
+    assert len(body) > 1024
+    proc = cli("simulate", "--json", "--build-dir", str(out), "-", stdin=body)
+    assert proc.returncode == 2 and "1024" in proc.stderr.decode()
+
+
+def test_workflow_name_is_deterministic_per_namespace_pod_container():
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    base = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+
+    def name(**changes) -> str:
+        alert = copy.deepcopy(base)
+        for key, value in changes.items():
+            if key in ("ns", "pod", "cid"):
+                alert["output_fields"][{"ns": "k8s.ns.name", "pod": "k8s.pod.name", "cid": "container.id"}[key]] = value
+            else:
+                alert[key] = value
+        decision = simulate.decide(sensorsim.event_data_for_alert(alert), sensors, spec)
+        return decision.workflow_name
+
+    first = name()
+    assert first == workflow_name("default", "hellofalco", "1376fe875695")
+    assert name(time="2030-01-01T00:00:00Z", rule="Read sensitive file untrusted", priority="Critical", uuid="x") == first
+    assert len({first, name(ns="other"), name(pod="hellofalco-2"), name(cid="1376fe875696")}) == 4
+
+
+def test_simulated_workflows_are_valid_argo_workflows():
+    from tests import argo_schema
+
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    for name, matched, *_ in EXPECTED:
+        if matched:
+            decision = simulate.decide(sensorsim.event_data_for_alert(json.loads((EVENTS / name).read_text())), sensors, spec)
+            assert argo_schema.errors(decision.workflow) == [], name
