@@ -239,6 +239,14 @@ class Match(_Model):
                     raise ValueError(f"{item!r} is not a usable value")
         return v
 
+    @field_validator("tags", "sources")
+    @classmethod
+    def _words(cls, v: list[str] | None) -> list[str] | None:
+        for item in v or []:
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", item):
+                raise ValueError(f"{item!r} must be letters, digits and _.:- (as Falco tags and sources are)")
+        return v
+
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: list[str] | None) -> list[str] | None:

@@ -304,10 +304,8 @@ def sensor(config: ResponseConfig, index: int) -> dict:
     trigger = out["spec"]["triggers"][0]
     # Hera's models cannot hold an embedded resource (CONTRACTS.md section 4): set it afterwards.
     trigger["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config, policy)}
-    # Falcosidekick never retries: a submit that failed on a transient API error is retried here
-    # (retryStrategy acts only with atLeastOnce). AlreadyExists (a duplicate) fails every retry.
-    trigger["atLeastOnce"] = True
-    trigger["retryStrategy"] = {"steps": 3, "duration": "1s", "factor": 2.0, "jitter": 0.2}
+    # No atLeastOnce/retryStrategy: deduplication works by the duplicate submit failing with
+    # AlreadyExists, and a retried trigger blocks the Sensor for every duplicate of an alert storm.
     return out
 
 

@@ -141,7 +141,7 @@ def collect(workflow: dict | None, pipeline: str) -> dict[str, dict]:
             outputs = outputs_of(done[-1]) if done else {}
         failed = [n for n in group if n.get("phase") in ("Failed", "Error") and n.get("message")]
         message = str(main.get("message") or (failed[-1].get("message") if failed else "") or "")
-        steps[step] = {"phase": str(main.get("phase") or UNKNOWN), "message": common.one_line(message, 240), "outputs": outputs}
+        steps[step] = {"phase": str(main.get("phase") or UNKNOWN), "message": node_message(message), "outputs": outputs}
     return steps
 
 
@@ -242,6 +242,12 @@ def event_name(args, workflow: dict | None) -> str:
     uid = ((workflow or {}).get("metadata") or {}).get("uid") or f"{args.workflow_namespace}/{args.workflow_name}/{time.time_ns()}"
     suffix = hashlib.sha256(f"{uid}/{args.namespace}/{args.pod}".encode()).hexdigest()[:16]
     return f"{args.workflow_name[: 253 - 17].rstrip('.-')}.{suffix}"
+
+
+def node_message(message: str) -> str:
+    """The step's own `error: …` line when the node message is a log tail (FallbackToLogsOnError)."""
+    errors = [line for line in message.splitlines() if line.startswith("error: ")]
+    return common.one_line(errors[-1] if errors else message, 240)
 
 
 def make_event(args, name: str, succeeded: bool, message: str, pod_uid: str | None) -> dict:

@@ -292,3 +292,12 @@ def test_hostile_values_are_refused_without_api_calls(kube, tmp_path):
     add_web_pod(kube)
     check_hostile_flags(kube, "report", flags(), tmp_path)
     assert events(kube) == []
+
+
+def test_failed_node_message_keeps_the_steps_error_line():
+    """Argo's FallbackToLogsOnError message is the log tail: the Event quotes the step's error line."""
+    from steps.report import node_message
+
+    tail = "2025-11-24T13:25:01Z checkpoint: POST …\n" * 30 + "error: container runtime on node-1 cannot checkpoint\n"
+    assert node_message(tail) == "error: container runtime on node-1 cannot checkpoint"
+    assert node_message("Error (exit code 1)") == "Error (exit code 1)"
