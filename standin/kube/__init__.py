@@ -1,0 +1,144 @@
+"""A strict stand-in for the Kubernetes API server and for the kubelets' checkpoint endpoint.
+
+Why it exists: the steps talk to Kubernetes through the official `kubernetes` client and to the
+kubelet over HTTPS. Their tests must see what a real cluster answers -- status codes, `Status`
+bodies, resourceVersion conflicts, selectors, patch semantics, TLS, checkpoint archives -- not
+function-level mocks that agree with whatever the code under test assumes. So this package serves
+a small, strict subset of the API over real HTTP on 127.0.0.1 (the client connects through a
+kubeconfig with a bearer token, unchanged), plus one HTTPS "kubelet" per node whose serving
+certificate is signed by a CA generated for the run.
+
+Strict means: what the subset serves behaves like the real API server (409 on a stale
+resourceVersion, 422 on a bad name or label, 415 on an unknown patch type, 404 with a proper
+`Status`), and what it does not serve fails loudly (404 "could not find the requested resource")
+instead of pretending. Tests inject faults (`fail_next`, `set_latency`, `on_request`) and read
+back what was served (`requests`, `deletions`).
+
+Usage:
+    with FakeKube(tmp_path) as kube:
+        kube.add_namespace("default"); kube.add_node("node-1")
+        kube.add_pod("default", "web", "node-1", containers=[{"name": "app", "image": "nginx:1.27"}])
+        env = {**os.environ, **kube.env()}   # KUBECONFIG for a subprocess
+
+Layout, one concern a module: resources (what is served), errors (Status bodies), validation and
+defaults (what every write goes through), selectors, patches, store (the verbs' rules), manifests,
+archive (checkpoint tars), pki (kubelet certificates), serving (HTTP plumbing), faults, kubelet,
+apiserver, and cluster (FakeKube, the facade). Every public name is re-exported here, so callers
+import from `standin.kube` alone.
+"""
+
+from __future__ import annotations
+
+from standin.kube.apiserver import ApiServer, ResourcePath, parse_resource_path
+from standin.kube.archive import (
+    CRIU_PID,
+    PADDING_MEMBER,
+    checkpoint_file_name,
+    checkpoint_members,
+    criu_images,
+    write_checkpoint_archive,
+)
+from standin.kube.cluster import FakeKube
+from standin.kube.defaults import DEFAULTERS, apply_defaults
+from standin.kube.errors import REASONS, ApiError, Cause, bad_request, conflict, resource_not_served
+from standin.kube.faults import Faults, api_fault, kubelet_fault
+from standin.kube.kubelet import (
+    CHECKPOINT_BEHAVIOURS,
+    KUBELET_CHECKPOINT_DIR,
+    PAGE_NOT_FOUND,
+    UNIMPLEMENTED,
+    Kubelet,
+    NodeState,
+)
+from standin.kube.manifests import image_repository, node_manifest, normalise_image, owner_reference, pod_manifest
+from standin.kube.patches import (
+    PATCHERS,
+    STRATEGIC_MERGE_KEYS,
+    STRATEGIC_SET_LISTS,
+    json_patch,
+    merge_patch,
+    patcher_for,
+    strategic_merge_patch,
+)
+from standin.kube.pki import KubeletPki
+from standin.kube.resources import KUBERNETES_VERSION, OWNER_API_VERSIONS, RESOURCE_TYPES, ResourceType
+from standin.kube.selectors import Requirement, fields_match, labels_match, parse_field_selector, parse_label_selector
+from standin.kube.serving import Request, Response, token_ok
+from standin.kube.store import Store, carry_server_fields, check_identity, check_preconditions, check_version, stamp_new
+from standin.kube.validation import (
+    KIND_VALIDATORS,
+    invalid,
+    label_key_problem,
+    label_value_problem,
+    name_problems,
+    validate,
+    validate_update,
+)
+
+__all__ = [
+    "ApiError",
+    "ApiServer",
+    "CHECKPOINT_BEHAVIOURS",
+    "CRIU_PID",
+    "Cause",
+    "DEFAULTERS",
+    "FakeKube",
+    "Faults",
+    "KIND_VALIDATORS",
+    "KUBELET_CHECKPOINT_DIR",
+    "KUBERNETES_VERSION",
+    "Kubelet",
+    "KubeletPki",
+    "NodeState",
+    "OWNER_API_VERSIONS",
+    "PADDING_MEMBER",
+    "PAGE_NOT_FOUND",
+    "PATCHERS",
+    "REASONS",
+    "RESOURCE_TYPES",
+    "Request",
+    "Requirement",
+    "ResourcePath",
+    "ResourceType",
+    "Response",
+    "STRATEGIC_MERGE_KEYS",
+    "STRATEGIC_SET_LISTS",
+    "Store",
+    "UNIMPLEMENTED",
+    "api_fault",
+    "apply_defaults",
+    "bad_request",
+    "carry_server_fields",
+    "check_identity",
+    "check_preconditions",
+    "check_version",
+    "checkpoint_file_name",
+    "checkpoint_members",
+    "conflict",
+    "criu_images",
+    "fields_match",
+    "image_repository",
+    "invalid",
+    "json_patch",
+    "kubelet_fault",
+    "label_key_problem",
+    "label_value_problem",
+    "labels_match",
+    "merge_patch",
+    "name_problems",
+    "node_manifest",
+    "normalise_image",
+    "owner_reference",
+    "parse_field_selector",
+    "parse_label_selector",
+    "parse_resource_path",
+    "patcher_for",
+    "pod_manifest",
+    "resource_not_served",
+    "stamp_new",
+    "strategic_merge_patch",
+    "token_ok",
+    "validate",
+    "validate_update",
+    "write_checkpoint_archive",
+]

@@ -1,0 +1,290 @@
+"""The API server's HTTP handler: routing, authentication, list paging, deletes, node proxy, discovery."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import traceback
+from dataclasses import dataclass
+
+from standin.kube.errors import ApiError, bad_request, resource_not_served
+from standin.kube.kubelet import Kubelet
+from standin.kube.resources import KUBERNETES_VERSION, ResourceType
+from standin.kube.selectors import parse_field_selector, parse_label_selector
+from standin.kube.serving import Request, Response, token_ok
+from standin.kube.stamps import timestamp, utcnow
+from standin.kube.store import Store
+
+
+@dataclass(frozen=True)
+class ResourcePath:
+    group: str
+    version: str
+    namespace: str | None
+    plural: str
+    name: str | None
+    subpath: tuple[str, ...]
+
+
+def parse_resource_path(path: str) -> ResourcePath | None:
+    """`/api/v1/namespaces/ns/pods/x` and `/apis/g/v/...` in their collection and item forms."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 3:
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 4:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        return ResourcePath(group, version, rest[1], rest[2], rest[3] if len(rest) > 3 else None, tuple(rest[4:]))
+    return ResourcePath(group, version, None, rest[0], rest[1] if len(rest) > 1 else None, tuple(rest[2:]))
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.param(name)
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"-?\d+", value):
+        raise bad_request(f"invalid value for {name}: {value!r}")
+    return int(value)
+
+
+def _list_page(items: list[dict], request: Request) -> tuple[list[dict], dict]:
+    """limit/continue paging; the token is an opaque offset."""
+    limit = _int_param(request, "limit") or 0
+    token = request.param("continue") or ""
+    try:
+        offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    except ValueError:
+        raise ApiError(400, "continue key is not valid") from None
+    if limit <= 0:
+        return items[offset:], {}
+    page, rest = items[offset : offset + limit], len(items) - offset - limit
+    if rest <= 0:
+        return page, {}
+    return page, {
+        "continue": base64.urlsafe_b64encode(str(offset + limit).encode()).decode(),
+        "remainingItemCount": rest,
+    }
+
+
+class ApiServer:
+    """Routes API requests to the store, with the real server's authentication and errors."""
+
+    def __init__(self, store: Store, token: str, kubelets: dict[str, Kubelet], deletions: list[dict]) -> None:
+        self.store = store
+        self.token = token
+        self.kubelets = kubelets
+        self.deletions = deletions
+
+    def handle(self, request: Request) -> Response:
+        try:
+            if not token_ok(request, self.token):
+                raise ApiError(401, "Unauthorized")
+            return self.route(request)
+        except ApiError as error:
+            return Response.status(error)
+        except Exception as exc:  # noqa: BLE001 - the real server answers InternalError, so do we
+            traceback.print_exc()
+            return Response.status(ApiError(500, f"Internal error occurred: {type(exc).__name__}: {exc}"))
+
+    def route(self, request: Request) -> Response:
+        discovery = self.discovery(request)
+        if discovery is not None:
+            return discovery
+        target = parse_resource_path(request.path)
+        if target is None:
+            raise resource_not_served()
+        rt = self.store.served(target.group, target.version, target.plural)
+        if rt is None or (target.namespace is not None and not rt.namespaced):
+            raise resource_not_served()
+        if target.subpath:
+            return self.subresource(rt, target, request)
+        if target.name is None:
+            return self.collection(rt, target, request)
+        if rt.namespaced and target.namespace is None:
+            raise resource_not_served()
+        return self.item(rt, target, request)
+
+    # --- verbs -------------------------------------------------------------------------------
+
+    def collection(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+        if request.method == "GET":
+            return self.list(rt, target.namespace, request)
+        if request.method == "POST" and (target.namespace is not None or not rt.namespaced):
+            created = self.store.create(rt, target.namespace, self.object_body(request), dry_run=self.dry_run(request))
+            return Response.json(201, created)
+        raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def list(self, rt: ResourceType, namespace: str | None, request: Request) -> Response:
+        if request.param("watch") not in (None, "", "false", "0"):
+            raise bad_request("watch is not served by the stand-in API server")
+        labels = parse_label_selector(request.param("labelSelector"))
+        fields = parse_field_selector(request.param("fieldSelector"), rt)
+        revision = self.store.revision
+        items, more = _list_page(self.store.list(rt, namespace, labels, fields), request)
+        if rt.builtin:  # built-in lists carry kind/apiVersion once, not per item
+            for item in items:
+                item.pop("kind", None)
+                item.pop("apiVersion", None)
+        metadata = {"resourceVersion": revision, **more}
+        return Response.json(
+            200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata, "items": items}
+        )
+
+    def item(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+        ns, name, method = target.namespace, target.name or "", request.method
+        if method == "GET":
+            return Response.json(200, self.store.get(rt, ns, name))
+        if method == "PUT":
+            return Response.json(200, self.store.update(rt, ns, name, self.object_body(request), self.dry_run(request)))
+        if method == "PATCH":
+            return Response.json(
+                200, self.store.patch(rt, ns, name, request.media_type, request.json_body(), self.dry_run(request))
+            )
+        if method == "DELETE":
+            return self.delete(rt, ns, name, request)
+        raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, request: Request) -> Response:
+        options = self.delete_options(request)
+        dry_run = self.dry_run(request) or bool(options.get("dryRun"))
+        deleted = self.store.delete(rt, namespace, name, options.get("preconditions"), dry_run)
+        grace = self.grace_period(rt, deleted, request, options)
+        if not dry_run:
+            self.deletions.append(
+                {
+                    "plural": rt.plural,
+                    "namespace": namespace,
+                    "name": name,
+                    "gracePeriodSeconds": grace,
+                    "propagationPolicy": request.param("propagationPolicy") or options.get("propagationPolicy"),
+                }
+            )
+        if rt.returns_object_on_delete:
+            deleted["metadata"]["deletionGracePeriodSeconds"] = grace
+            deleted["metadata"]["deletionTimestamp"] = timestamp(utcnow() + dt.timedelta(seconds=grace or 0))
+            return Response.json(200, deleted)
+        uid = deleted["metadata"].get("uid")
+        return Response.json(
+            200,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": rt.details(name, uid=uid),
+            },
+        )
+
+    def grace_period(self, rt: ResourceType, deleted: dict, request: Request, options: dict) -> int | None:
+        """Query parameter first, then DeleteOptions, then the pod's own terminationGracePeriodSeconds."""
+        grace = _int_param(request, "gracePeriodSeconds")
+        if grace is None and options.get("gracePeriodSeconds") is not None:
+            grace = int(options["gracePeriodSeconds"])
+        if grace is None and rt.kind == "Pod":
+            grace = (deleted.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return grace
+
+    def subresource(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+        if rt.plural == "nodes" and target.name and target.subpath[0] == "proxy":
+            return self.node_proxy(target.name, target.subpath[1:], request)
+        raise resource_not_served()
+
+    def node_proxy(self, node: str, subpath: tuple[str, ...], request: Request) -> Response:
+        """nodes/proxy: the API server forwards to the node's kubelet with its own credentials."""
+        self.store.get(self.store.types["nodes"], None, node)
+        kubelet = self.kubelets.get(node)
+        if kubelet is None:
+            raise ApiError(503, "error trying to reach service: dial tcp 127.0.0.1:10250: connect: connection refused")
+        forwarded = Request(request.method, "/" + "/".join(subpath), request.query, request.headers, request.body)
+        return kubelet.route(forwarded)
+
+    # --- bodies and options ------------------------------------------------------------------
+
+    def object_body(self, request: Request) -> dict:
+        if request.media_type != "application/json":
+            raise ApiError(
+                415,
+                "the body of the request was in an unknown format - accepted media types include: application/json",
+            )
+        body = request.json_body()
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a JSON object")
+        return body
+
+    def delete_options(self, request: Request) -> dict:
+        if not request.body:
+            return {}
+        body = request.json_body()
+        if body is None:
+            return {}
+        if not isinstance(body, dict):
+            raise bad_request("DeleteOptions must be a JSON object")
+        return body
+
+    @staticmethod
+    def dry_run(request: Request) -> bool:
+        value = request.param("dryRun")
+        if value not in (None, "", "All"):
+            raise bad_request(f'unsupported dry run value "{value}"')
+        return value == "All"
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def discovery(self, request: Request) -> Response | None:
+        """Enough discovery for clients that ask (typed calls never do)."""
+        if request.method != "GET":
+            return None
+        path = request.path.rstrip("/")
+        groups = self._group_versions()
+        if path == "/version":
+            return Response.json(200, KUBERNETES_VERSION)
+        if path == "/api":
+            return Response.json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        if path == "/apis":
+            return Response.json(
+                200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group(g, v) for g, v in groups if g]}
+            )
+        for group, version in groups:
+            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            if path == prefix:
+                return Response.json(200, self._resource_list(group, version))
+            if group and path == f"/apis/{group}":
+                return Response.json(200, {"kind": "APIGroup", "apiVersion": "v1", **self._group(group, version)})
+        return None
+
+    def _group_versions(self) -> list[tuple[str, str]]:
+        return sorted({(rt.group, rt.version) for rt in self.store.types.values()})
+
+    @staticmethod
+    def _group(group: str, version: str) -> dict:
+        entry = {"groupVersion": f"{group}/{version}", "version": version}
+        return {"name": group, "versions": [entry], "preferredVersion": entry}
+
+    def _resource_list(self, group: str, version: str) -> dict:
+        verbs = ["create", "delete", "get", "list", "patch", "update"]
+        resources = [
+            {
+                "name": rt.plural,
+                "singularName": rt.kind.lower(),
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": verbs,
+            }
+            for rt in self.store.types.values()
+            if (rt.group, rt.version) == (group, version)
+        ]
+        if not group:
+            resources.append(
+                {
+                    "name": "nodes/proxy",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "NodeProxyOptions",
+                    "verbs": ["create", "delete", "get", "patch", "update"],
+                }
+            )
+        groupversion = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": groupversion, "resources": resources}

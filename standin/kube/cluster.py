@@ -1,0 +1,264 @@
+"""FakeKube: the facade tests and the demo use, tying store, API server, kubelets and faults together."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from standin.kube.apiserver import ApiServer
+from standin.kube.faults import Faults, api_fault, kubelet_fault
+from standin.kube.kubelet import CHECKPOINT_BEHAVIOURS, Kubelet, NodeState
+from standin.kube.manifests import node_manifest, owner_reference, pod_manifest
+from standin.kube.pki import KubeletPki, write_private
+from standin.kube.resources import ResourceType
+from standin.kube.serving import Server
+from standin.kube.stamps import hex64
+from standin.kube.store import Store
+
+
+class FakeKube:
+    """The stand-in cluster: API server, kubelets, state helpers and fault injection.
+
+    Direct helpers (add_*, get, list, delete) change state without HTTP, for test setup and for
+    events the code under test must survive (a pod vanishing); everything the code under test
+    does goes over HTTP and is logged in `requests`.
+    """
+
+    def __init__(self, workdir: Path, token: str = "standin-token") -> None:
+        self.workdir = Path(workdir)
+        self.token = token
+        self.store = Store()
+        self.faults = Faults()
+        self.deletions: list[dict] = []  # every API DELETE: plural, namespace, name, gracePeriodSeconds, ...
+        self._nodes: dict[str, NodeState] = {}
+        self._kubelets: dict[str, Kubelet] = {}
+        self._api: Server | None = None
+        self._pki: KubeletPki | None = None
+        self._ips = itertools.count(2)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeKube:
+        if self._api is not None:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pki = KubeletPki(self.workdir / "pki")
+        api = ApiServer(self.store, self.token, self._kubelets, self.deletions)
+        self._api = Server(lambda request: self.faults.serve(request, api.handle, api_fault)).launch()
+        self._write_kubeconfig()
+        return self
+
+    def stop(self) -> None:
+        servers = [n.server for n in self._nodes.values() if n.server] + ([self._api] if self._api else [])
+        for server in servers:
+            server.halt()
+        for node in self._nodes.values():
+            node.server = None
+        self._api = None
+
+    def __enter__(self) -> FakeKube:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _running(self) -> Server:
+        if self._api is None:
+            raise RuntimeError("FakeKube is not started: call start() first")
+        return self._api
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._running().port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        self._running()
+        return self.workdir / "kubeconfig"
+
+    @property
+    def kubelet_ca(self) -> Path:
+        self._running()
+        assert self._pki is not None
+        return self._pki.ca_path
+
+    @property
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request served, API server and kubelets alike."""
+        return self.faults.requests
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
+            "users": [{"name": "standin", "user": {"token": self.token}}],
+            "contexts": [
+                {"name": "standin", "context": {"cluster": "standin", "user": "standin", "namespace": "default"}}
+            ],
+            "current-context": "standin",
+        }
+        write_private(self.workdir / "kubeconfig", yaml.safe_dump(config, sort_keys=False).encode())
+
+    # --- state helpers -----------------------------------------------------------------------
+
+    def _type(self, plural: str) -> ResourceType:
+        return self.store.resource_type(plural)
+
+    def create(self, plural: str, obj: dict) -> dict:
+        """Store any served object as given (status kept), with the API's names, defaults, checks."""
+        rt = self._type(plural)
+        namespace = (obj.get("metadata") or {}).get("namespace") if rt.namespaced else None
+        return self.store.create(rt, namespace, obj, from_api=False)
+
+    def add_namespace(self, name: str) -> dict:
+        existing = self.get("namespaces", None, name)
+        return existing or self.create("namespaces", {"metadata": {"name": name}})
+
+    def add_node(self, name: str) -> dict:
+        """A Ready node with its own HTTPS kubelet (InternalIP 127.0.0.1, kubeletEndpoint port)."""
+        self._running()
+        if name in self._nodes:
+            raise ValueError(f"node {name!r} already exists")
+        assert self._pki is not None
+        directory = self.workdir / "nodes" / name / "checkpoints"
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        node = NodeState(name, directory)
+        kubelet = Kubelet(self.store, node, self.token)
+        app = lambda request: self.faults.serve(request, kubelet.handle, kubelet_fault)  # noqa: E731
+        node.server = Server(app, self._pki.server_context(name)).launch()
+        self._nodes[name], self._kubelets[name] = node, kubelet
+        return self.create("nodes", node_manifest(name, node.port, len(self._nodes)))
+
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        node: str,
+        containers: list[dict] | None = None,
+        labels: dict | None = None,
+        owner: dict | None = None,
+    ) -> dict:
+        """A Running pod on `node`; each container {"name", "image", "id"?} gets a containerd id."""
+        containers = [self._container(c) for c in (containers or [{"name": "app", "image": "nginx:1.27"}])]
+        if owner and not owner.get("uid"):
+            owner = {**owner, "uid": self._owner_uid(namespace, owner)}
+        ip = next(self._ips)
+        manifest = pod_manifest(
+            namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}"
+        )
+        return self.create("pods", manifest)
+
+    @staticmethod
+    def _container(container: dict) -> dict:
+        cid = container.get("id") or hex64()
+        if not re.fullmatch(r"[0-9a-f]{64}", cid):
+            raise ValueError(f"container id must be 64 lowercase hex characters, got {cid!r}")
+        return {"name": container["name"], "image": container.get("image", "nginx:1.27"), "id": cid}
+
+    def _owner_uid(self, namespace: str, owner: dict) -> str:
+        plural = {"ReplicaSet": "replicasets", "Deployment": "deployments", "Workflow": "workflows"}.get(owner["kind"])
+        existing = self.get(plural, namespace, owner["name"]) if plural else None
+        return existing["metadata"]["uid"] if existing else str(uuid.uuid4())
+
+    def add_replicaset(
+        self, namespace: str, name: str, selector: dict, labels: dict | None = None, owner: dict | None = None
+    ) -> dict:
+        labels = dict(labels or selector)
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+        if owner:
+            metadata["ownerReferences"] = [
+                owner_reference({**owner, "uid": owner.get("uid") or self._owner_uid(namespace, owner)})
+            ]
+        return self.create(
+            "replicasets",
+            {
+                "metadata": metadata,
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": dict(selector)},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+                    },
+                },
+                "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+            },
+        )
+
+    def add_service(self, namespace: str, name: str, selector: dict) -> dict:
+        return self.create(
+            "services",
+            {
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "selector": dict(selector),
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}],
+                },
+            },
+        )
+
+    def add_resource_type(self, group: str, version: str, plural: str, kind: str, namespaced: bool = True) -> None:
+        """Serve one more custom resource (CRD-like: no strategic merge, PUT needs resourceVersion)."""
+        self.store.register(
+            ResourceType(group, version, plural, kind, namespaced, builtin=False, unconditional_update=False)
+        )
+
+    def get(self, plural: str, namespace: str | None, name: str) -> dict | None:
+        return self.store.find(self._type(plural), namespace, name)
+
+    def list(self, plural: str, namespace: str | None = None) -> list[dict]:
+        return self.store.list(self._type(plural), namespace)
+
+    def delete(self, plural: str, namespace: str | None, name: str) -> bool:
+        """Make an object vanish (no API rules, not logged); True if it existed."""
+        return self.store.remove(self._type(plural), namespace, name)
+
+    # --- nodes and checkpoints ---------------------------------------------------------------
+
+    def _node(self, node: str) -> NodeState:
+        try:
+            return self._nodes[node]
+        except KeyError:
+            raise KeyError(f"no node {node!r}; add_node() first") from None
+
+    def checkpoint_dir(self, node: str) -> Path:
+        return self._node(node).checkpoint_dir
+
+    def kubelet_url(self, node: str) -> str:
+        return f"https://127.0.0.1:{self._node(node).port}"
+
+    def set_checkpoint_behaviour(self, node: str, behaviour: str) -> None:
+        """ok; gate-off (404: ContainerCheckpoint feature gate off); unsupported (500: runtime)."""
+        if behaviour not in CHECKPOINT_BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {CHECKPOINT_BEHAVIOURS}, got {behaviour!r}")
+        self._node(node).behaviour = behaviour
+
+    def set_checkpoint_padding(self, node: str, nbytes: int) -> None:
+        """Add `nbytes` of random data (checkpoint/pages-2.img) to every archive from that node."""
+        self._node(node).padding = max(0, int(nbytes))
+
+    # --- fault injection ---------------------------------------------------------------------
+
+    def fail_next(self, status: int, count: int = 1, method: str | None = None, path: str | None = None) -> None:
+        """The next `count` requests matching method and `path` (a regex searched in the URL
+        path) get `status`: a Status body from the API server, plain text from a kubelet."""
+        self.faults.fail_next(status, count, method, path)
+
+    def set_latency(self, seconds: float, path: str | None = None) -> None:
+        """Delay requests whose path matches (`None`: all); 0 removes that rule."""
+        self.faults.set_latency(seconds, path)
+
+    def on_request(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Run `callback(method, path)` before each request; returns a function that removes it."""
+        return self.faults.on_request(callback)

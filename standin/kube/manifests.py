@@ -1,0 +1,125 @@
+"""Manifests the test helpers create directly: running pods and ready nodes with the status steps read."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from standin.kube.resources import KUBERNETES_VERSION, OWNER_API_VERSIONS
+from standin.kube.stamps import digest, timestamp
+
+
+def normalise_image(image: str) -> str:
+    """`nginx:1.27` -> `docker.io/library/nginx:1.27`, as containerd reports it."""
+    first, _, rest = image.partition("/")
+    if not rest:
+        return f"docker.io/library/{image}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{image}"
+    return image
+
+
+def image_repository(image: str) -> str:
+    name = normalise_image(image).split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
+
+
+def owner_reference(owner: dict) -> dict:
+    kind = owner["kind"]
+    return {
+        "apiVersion": owner.get("apiVersion") or OWNER_API_VERSIONS.get(kind, "v1"),
+        "kind": kind,
+        "name": owner["name"],
+        "uid": owner.get("uid") or str(uuid.uuid4()),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container_status(container: dict, started: str) -> dict:
+    image = container["image"]
+    return {
+        "name": container["name"],
+        "image": normalise_image(image),
+        "imageID": f"{image_repository(image)}@sha256:{digest(image)}",
+        "containerID": f"containerd://{container['id']}",
+        "ready": True,
+        "started": True,
+        "restartCount": 0,
+        "state": {"running": {"startedAt": started}},
+    }
+
+
+def pod_manifest(
+    namespace: str, name: str, node: str, containers: list[dict], labels: dict, owner: dict | None, pod_ip: str
+) -> dict:
+    """A scheduled, running pod with the status fields the steps read (container ids, images)."""
+    started = timestamp()
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if owner:
+        metadata["ownerReferences"] = [owner_reference(owner)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": c["name"], "image": c["image"]} for c in containers],
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": "127.0.0.1",
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": started,
+            "qosClass": "BestEffort",
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": started}
+                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [_container_status(c, started) for c in containers],
+        },
+    }
+
+
+def node_manifest(name: str, kubelet_port: int, index: int) -> dict:
+    now = timestamp()
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+        },
+        "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": str(uuid.uuid4()),
+                "containerRuntimeVersion": "containerd://2.0.2",
+                "kernelVersion": "6.8.0-standin",
+                "kubeProxyVersion": KUBERNETES_VERSION["gitVersion"],
+                "kubeletVersion": KUBERNETES_VERSION["gitVersion"],
+                "machineID": secrets.token_hex(16),
+                "operatingSystem": "linux",
+                "osImage": "Ubuntu 24.04 LTS",
+                "systemUUID": str(uuid.uuid4()),
+            },
+        },
+    }
