@@ -21,8 +21,8 @@ install: $(VENV)/.installed ## create .venv and install the project with its tes
 build: install ## regenerate build/ from response.yaml
 	$(PY) -m engine.cli build
 
-lint: install ## compile every module and validate build/ strictly
-	$(PY) -m compileall -q engine steps standin pipelines eventsources sensors tests
+lint: install ## pyflakes on every module, and validate build/ strictly
+	$(PY) -m pyflakes engine steps standin pipelines eventsources sensors tests
 	$(PY) -m pytest -q tests/test_build.py
 
 test: install ## run the whole test suite (offline, local stand-in world)

@@ -206,7 +206,7 @@ class Demo:
         started = time.time()
         say = self.say
         alert = simulate.check_alert(alert_bytes, self.spec)
-        say(f"falco-response demo: one Falco alert end to end, on the local stand-in world")
+        say("falco-response demo: one Falco alert end to end, on the local stand-in world")
         say(f"  alert   {source or '(given)'}")
         say(f"  build   {self.build_dir}/ : EventSource {self.spec.eventsource}, {len(self.sensors)} Sensors, "
             f"{len(self.runner_templates)} WorkflowTemplates")

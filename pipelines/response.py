@@ -105,7 +105,7 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
         for template in used:
             wt.templates.append(template)
         with DAG(name="respond"):
-            verify = Task(
+            Task(
                 name="verify",
                 template="verify",
                 arguments=_args(
@@ -120,7 +120,7 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
             )
             gate = "verify"
             if checkpoints:
-                checkpoint = Task(
+                Task(
                     name="checkpoint",
                     template="checkpoint",
                     depends="verify",
@@ -156,7 +156,6 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                     if settings.checkpoint.contain_on_failure
                     else "checkpoint.Succeeded"
                 )
-                del checkpoint
             if contain == "quarantine":
                 Task(
                     name="quarantine",
@@ -182,7 +181,6 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                         namespace=_wf("namespace"), pod=_wf("pod"), pod_uid=_from("verify", "pod-uid"), dry_run=_wf("dry-run")
                     ),
                 )
-            del verify
     # The exit handler is called by name, so its inputs come from the workflow's parameters.
     _bind_exit_inputs(wt)
     return wt

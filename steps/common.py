@@ -251,6 +251,17 @@ def retry(
     raise AssertionError("unreachable")
 
 
+def api_status(exc: BaseException) -> int | None:
+    """The HTTP status of a Kubernetes ApiException (None for anything else)."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def body(response) -> dict:
+    """JSON of a raw (`_preload_content=False`) client response, as plain dicts."""
+    return json.loads(response.data or b"{}")
+
+
 def describe(exc: BaseException) -> str:
     """A short, one-line description of an API failure: status and the Status message."""
     status = _status_of(exc)

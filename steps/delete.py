@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 from engine.config import DEFAULT_PROTECTED
 from steps import common
-from steps.common import Refused, StepError
+from steps.common import api_status, body, Refused, StepError
 from steps.common import no_control_characters, pod_uid, protected
-from steps.verify import api_status, body
 
 GRACE = re.compile(r"^[0-9]{1,5}$")
 

@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from engine import names
 from engine.config import DEFAULT_PROTECTED
 from steps import common
-from steps.common import Refused, StepError
+from steps.common import api_status, body, Refused, StepError
 from steps.common import alert_time, no_control_characters, pod_uid, protected, rule_name
-from steps.verify import api_status, body
 
 OWN_PREFIX = f"{names.DOMAIN}/"
 OWNER_KINDS = {"ReplicaSet": "replica_set", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}

@@ -33,9 +33,8 @@ from urllib.parse import urlsplit
 
 from engine import names
 from steps import common
-from steps.common import Refused, StepError
+from steps.common import api_status, body, Refused, StepError
 from steps.common import no_control_characters, rule_name
-from steps.verify import api_status, body
 
 COMPONENT = names.APP
 PIPELINE_STEPS = {

@@ -13,27 +13,16 @@ RBAC: pods get (in the watched namespaces).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
 
 from engine.config import DEFAULT_PROTECTED
 from steps import common
-from steps.common import Refused, StepError, alert_time, no_control_characters, optional, pod_uid, protected, rule_name
+from steps.common import Refused, StepError, api_status, body, no_control_characters, optional, protected, rule_name
 
 STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
 STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
-
-
-def api_status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def body(response) -> dict:
-    """JSON of a raw (`_preload_content=False`) client response, as plain dicts."""
-    return json.loads(response.data or b"{}")
 
 
 # --- the step ----------------------------------------------------------------------------------
