@@ -18,9 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from engine import names, sensorsim
+from engine.yamlout import dump as to_yaml
 from engine.sensorsim import SensorResult, WebhookSpec
 
 EXIT_OK, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
@@ -185,22 +184,6 @@ def _pipeline_of(sensor: dict) -> str | None:
     trig = ((sensor.get("spec") or {}).get("triggers") or [{}])[0]
     resource = (((trig.get("template") or {}).get("argoWorkflow") or {}).get("source") or {}).get("resource") or {}
     return ((resource.get("metadata") or {}).get("labels") or {}).get(names.LABEL_PIPELINE)
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def to_yaml(obj: object) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def summary(decision: Decision) -> dict:
