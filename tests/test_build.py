@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -33,17 +32,15 @@ def test_build_dir_is_current():
     assert not stale, f"stale files in build/: {stale}: run make build"
 
 
-def test_make_build_is_byte_identical_and_fast(tmp_path):
+def test_make_build_is_byte_identical(tmp_path):
+    """The command `make build` runs reproduces build/ byte for byte (its speed: `make bench`)."""
     out = tmp_path / "build"
-    start = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "engine.cli", "build", "--out", str(out)], cwd=ROOT, check=True, capture_output=True
     )
-    elapsed = time.monotonic() - start
     for path in BUILD.rglob("*"):
         if path.is_file():
             assert (out / path.relative_to(BUILD)).read_bytes() == path.read_bytes(), path
-    assert elapsed < 5, f"make build took {elapsed:.1f}s"
 
 
 def test_kustomization_lists_every_manifest():
