@@ -34,8 +34,8 @@ demo: install ## run one Falco alert end to end on the local stand-in world (EVE
 simulate: install ## show which Sensor fires for EVENT=path and the Workflow it submits
 	$(PY) -m engine.cli simulate $(if $(EVENT),$(EVENT),-)
 
-bench: install ## make build's time; copy step on a 1 GiB archive vs sha256sum + plain boto3 upload
-	$(PY) -m tests.bench_build
+bench: install ## make build and make demo times; copy step on a 1 GiB archive vs sha256sum + plain boto3 upload
+	$(PY) -m tests.bench_cli
 	$(PY) -m tests.bench_copy
 
 clean: ## remove .venv and caches

