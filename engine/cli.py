@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine import demo, simulate, submit
 from engine.config import ConfigError
 
 
@@ -23,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="build")
     p.set_defaults(func=_build)
 
-    for register in _extra_commands():
-        register(sub)
+    for module in (simulate, demo, submit):
+        module.register(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -32,20 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-def _extra_commands():
-    """simulate / demo / submit register themselves here when their modules exist."""
-    registered = []
-    for module in ("engine.simulate", "engine.demo", "engine.submit"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        registered.append(mod.register)
-    return registered
 
 
 if __name__ == "__main__":

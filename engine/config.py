@@ -318,11 +318,6 @@ class ResponseConfig(_Model):
             seen.add(p.name)
         return v
 
-    def pipelines(self) -> list[str]:
-        """The pipelines some policy uses, in the canonical order."""
-        used = {p.response for p in self.policies}
-        return [p for p in names.PIPELINES if p in used]
-
 
 def priorities_at_or_above(threshold: str) -> list[str]:
     """Expand ">= Warning" (or "Warning", "< Error", …) into the Falco priorities it admits."""

@@ -21,7 +21,7 @@ def _flags(*names_: str) -> list[str]:
     return [f"--{n}={{{{inputs.parameters.{n}}}}}" for n in names_]
 
 
-def _outputs(*names_: str, global_prefix: str | None = None) -> list[Parameter]:
+def _outputs(*names_: str) -> list[Parameter]:
     return [
         Parameter(name=n, value_from=m.ValueFrom(path=f"{OUT}/{n}", default=""))
         for n in names_
