@@ -28,6 +28,10 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # Shared by the Sensors' filters (Go RE2) and the steps' checks (Python re): keep to their overlap.
 FALCO_RULE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9 ._:/()+,-]{0,198}[A-Za-z0-9._:/()+,-])?"
 ALERT_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+# The evidence store's names, shared by the policy file's checks and the copy step's (fullmatch).
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3_ENDPOINT = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+S3_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _THRESHOLD = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([A-Za-z]+)\s*$")
 
 DEFAULT_PROTECTED = [
@@ -115,21 +119,21 @@ class EvidenceStore(_Model):
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v):
+        if not S3_BUCKET.fullmatch(v):
             raise ValueError(f"bucket {v!r} is not a valid S3 bucket name")
         return v
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        if v and not re.match(r"^https?://[^\s/]+(/.*)?$", v):
+        if v and not S3_ENDPOINT.fullmatch(v):
             raise ValueError(f"endpoint {v!r} must be an http(s) URL or empty for AWS")
         return v
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v) or {".", ".."} & set(v.split("/")):
+        if not S3_PREFIX.fullmatch(v) or {".", ".."} & set(v.split("/")):
             raise ValueError(f"prefix {v!r} must be '/'-separated [A-Za-z0-9._-] segments, none '.' or '..'")
         return v
 

@@ -105,25 +105,22 @@ def _scalar(name: str, value: object) -> str:
     return value
 
 
-def dns_label(name: str, value: object) -> str:
-    value = _scalar(name, value)
-    if not DNS1123_LABEL.fullmatch(value):
-        raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 label")
-    return value
+def matching(pattern: re.Pattern, what: str) -> Callable[[str, object], str]:
+    """A check that refuses (naming the flag) any value `pattern` does not match in full."""
+
+    def check(name: str, value: object) -> str:
+        value = _scalar(name, value)
+        if not pattern.fullmatch(value):
+            raise Refused(f"{name}: {value[:80]!r} is not {what}")
+        return value
+
+    return check
 
 
-def dns_subdomain(name: str, value: object) -> str:
-    value = _scalar(name, value)
-    if len(value) > 253 or not DNS1123_SUBDOMAIN.fullmatch(value):
-        raise Refused(f"{name}: {value[:80]!r} is not a DNS-1123 subdomain")
-    return value
-
-
-def container_id(name: str, value: object) -> str:
-    value = _scalar(name, value)
-    if not CONTAINER_ID.fullmatch(value):
-        raise Refused(f"{name}: {value[:80]!r} is not a 12- or 64-hex container id")
-    return value
+dns_label = matching(DNS1123_LABEL, "a DNS-1123 label")
+dns_subdomain = matching(DNS1123_SUBDOMAIN, "a DNS-1123 subdomain")  # the pattern bounds it to 253
+container_id = matching(CONTAINER_ID, "a 12- or 64-hex container id")
+alert_time = matching(RFC3339, "an RFC 3339 time")
 
 
 def priority(name: str, value: object) -> str:
@@ -155,19 +152,9 @@ def rule_name(name: str, value: object) -> str:
     return value
 
 
-def alert_time(name: str, value: object) -> str:
-    value = _scalar(name, value)
-    if not RFC3339.fullmatch(value):
-        raise Refused(f"{name}: {value[:80]!r} is not an RFC 3339 time")
-    return value
-
-
 def pod_uid(name: str, value: object) -> str:
     """An optional pod UID ('' = not given)."""
-    value = _scalar(name, value)
-    if value and not UID.fullmatch(value):
-        raise Refused(f"{name}: {value[:80]!r} is not a pod UID")
-    return value
+    return optional(matching(UID, "a pod UID"), name, value)
 
 
 def optional(check, name: str, value: object) -> str:

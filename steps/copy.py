@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
+from engine.config import S3_BUCKET, S3_ENDPOINT, S3_PREFIX
 from steps import common
 from steps.common import Refused, StepError, no_control_characters, optional, pod_uid, rule_name
 from steps.common import alert_time as check_alert_time
@@ -62,14 +63,10 @@ MANIFEST_SCHEMA = "falco-response.io/evidence-manifest/v1"
 
 # The kubelet names an archive checkpoint-<pod>_<namespace>-<container>-<time.RFC3339>.tar.
 KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-PREFIX = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
-ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KMS_KEY = re.compile(r"^[A-Za-z0-9:/_+=.@-]{1,2048}$")
 IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,1023}$")
 IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-UID = re.compile(r"^[0-9a-f][0-9a-f-]{0,63}$")
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -101,8 +98,8 @@ def parse(argv: Sequence[str] | None):
     args.container_id = common.container_id("container-id", args.container_id)
     args.node = common.dns_subdomain("node", args.node)
     args.pod_uid = pod_uid("pod-uid", args.pod_uid)
-    args.image = optional(_pattern(IMAGE, "an image reference"), "image", args.image)
-    args.image_id = optional(_pattern(IMAGE, "an image id"), "image-id", args.image_id)
+    args.image = optional(common.matching(IMAGE, "an image reference"), "image", args.image)
+    args.image_id = optional(common.matching(IMAGE, "an image id"), "image-id", args.image_id)
     args.rule = rule_name("rule", args.rule)
     args.priority = common.priority("priority", args.priority)
     args.alert_time = check_alert_time("alert-time", args.alert_time)
@@ -110,13 +107,13 @@ def parse(argv: Sequence[str] | None):
     args.policy = common.dns_label("policy", args.policy)
     args.workflow_name = common.dns_subdomain("workflow-name", args.workflow_name)
     args.workflow_namespace = common.dns_label("workflow-namespace", args.workflow_namespace)
-    args.workflow_uid = optional(_pattern(UID, "a UID"), "workflow-uid", args.workflow_uid)
+    args.workflow_uid = optional(common.matching(common.UID, "a UID"), "workflow-uid", args.workflow_uid)
     args.alert_text, args.alert = alert(args.alert, args.alert_b64)
 
-    args.bucket = _pattern(BUCKET, "an S3 bucket name")("bucket", args.bucket)
-    args.endpoint_url = optional(_pattern(ENDPOINT, "an http(s) URL (empty: AWS)"), "endpoint-url", args.endpoint_url)
-    args.region = _pattern(REGION, "a region name")("region", args.region)
-    args.prefix = optional(_pattern(PREFIX, "'/'-separated [A-Za-z0-9._-] segments"), "prefix", args.prefix)
+    args.bucket = common.matching(S3_BUCKET, "an S3 bucket name")("bucket", args.bucket)
+    args.endpoint_url = optional(common.matching(S3_ENDPOINT, "an http(s) URL (empty: AWS)"), "endpoint-url", args.endpoint_url)
+    args.region = common.matching(REGION, "a region name")("region", args.region)
+    args.prefix = optional(common.matching(S3_PREFIX, "'/'-separated [A-Za-z0-9._-] segments"), "prefix", args.prefix)
     if any(segment in (".", "..") for segment in args.prefix.split("/")):
         raise Refused(f"prefix: {args.prefix[:80]!r} has a '.' or '..' segment")
     args.object_lock_mode = common._scalar("object-lock-mode", args.object_lock_mode)
@@ -127,7 +124,7 @@ def parse(argv: Sequence[str] | None):
         raise Refused(f"object-lock-days: Object Lock mode {args.object_lock_mode} needs 1 to 36500 days")
     if args.sse not in ("", "AES256", "aws:kms"):
         raise Refused(f"sse: {args.sse[:40]!r} is not '', AES256 or aws:kms")
-    args.sse_kms_key_id = optional(_pattern(KMS_KEY, "a KMS key id, alias or ARN"), "sse-kms-key-id", args.sse_kms_key_id)
+    args.sse_kms_key_id = optional(common.matching(KMS_KEY, "a KMS key id, alias or ARN"), "sse-kms-key-id", args.sse_kms_key_id)
     if args.sse_kms_key_id and args.sse != "aws:kms":
         raise Refused("sse-kms-key-id: a KMS key only goes with --sse=aws:kms")
     args.part_size = integer("part-size", args.part_size, MIN_PART_SIZE, MAX_PART_SIZE)
@@ -136,16 +133,6 @@ def parse(argv: Sequence[str] | None):
     args.checkpoint_dir = checkpoint_dir(args.checkpoint_dir)
     args.outputs_dir = str(args.outputs_dir)
     return args
-
-
-def _pattern(regex: re.Pattern, what: str):
-    def check(name: str, value: object) -> str:
-        value = common._scalar(name, value)
-        if not regex.fullmatch(value):
-            raise Refused(f"{name}: {value[:80]!r} is not {what}")
-        return value
-
-    return check
 
 
 def integer(name: str, value: object, low: int, high: int) -> int:
