@@ -81,9 +81,25 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, step: str, description: str) -> None:
         super().__init__(prog=f"python -m steps.{step}", description=description, allow_abbrev=False)
         self.add_argument("--outputs-dir", default=os.environ.get(OUTPUTS_DIR_ENV, DEFAULT_OUTPUTS_DIR))
+        self._checks: list[tuple[str, Callable[[str, object], object]]] = []
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise Refused(f"bad arguments: {message}")
+
+    def flag(self, name: str, check: Callable[[str, object], object] | None = None, default: str | None = None) -> None:
+        """Declare `--name` (required unless it has a default) and the check its value must pass."""
+        self.add_argument(f"--{name}", required=default is None, default=default)
+        if check is not None:
+            self._checks.append((name, check))
+
+    def parse(self, argv: Sequence[str] | None, exempt: Sequence[str] = ()) -> argparse.Namespace:
+        """Parse, refuse control characters in any flag, then run every check in declaration order."""
+        args = self.parse_args(argv)
+        no_control_characters(args, exempt)
+        for name, check in self._checks:
+            attr = name.replace("-", "_")
+            setattr(args, attr, check(name, getattr(args, attr)))
+        return args
 
 
 def write_output(outputs_dir: str | Path, name: str, value: object) -> None:
@@ -169,6 +185,16 @@ def no_control_characters(args, exempt: Sequence[str] = ()) -> None:
             continue
         if isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
             raise Refused(f"{key.replace('_', '-')}: contains a control character")
+
+
+def one_of(*allowed: str) -> Callable[[str, object], str]:
+    def check(name: str, value: object) -> str:
+        value = _scalar(name, value)
+        if value not in allowed:
+            raise Refused(f"{name}: {value[:80]!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
 
 
 def protected(namespace: str, protected_namespaces: str) -> None:

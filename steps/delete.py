@@ -17,30 +17,28 @@ from collections.abc import Sequence
 from engine.config import DEFAULT_PROTECTED
 from steps import common
 from steps.common import api_status, body, Refused, StepError
-from steps.common import no_control_characters, pod_uid, protected
+from steps.common import pod_uid, protected
 
 GRACE = re.compile(r"^[0-9]{1,5}$")
 
 
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("delete", __doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--pod", required=True)
-    parser.add_argument("--pod-uid", default="")
-    parser.add_argument("--grace-period", default="0")
-    parser.add_argument("--dry-run", default="false")
-    parser.add_argument("--protected-namespaces", default=",".join(DEFAULT_PROTECTED))
-    args = parser.parse_args(argv)
-    no_control_characters(args)
-    args.namespace = common.dns_label("namespace", args.namespace)
-    args.pod = common.dns_subdomain("pod", args.pod)
-    args.pod_uid = pod_uid("pod-uid", args.pod_uid)
-    if not GRACE.fullmatch(args.grace_period):
-        raise Refused(f"grace-period: {args.grace_period[:80]!r} is not a whole number of seconds >= 0")
-    args.grace_period = int(args.grace_period)
-    args.dry_run = common.boolean("dry-run", args.dry_run)
+    parser.flag("namespace", common.dns_label)
+    parser.flag("pod", common.dns_subdomain)
+    parser.flag("pod-uid", pod_uid, default="")
+    parser.flag("grace-period", grace_period, default="0")
+    parser.flag("dry-run", common.boolean, default="false")
+    parser.flag("protected-namespaces", default=",".join(DEFAULT_PROTECTED))
+    args = parser.parse(argv)
     protected(args.namespace, args.protected_namespaces)
     return args
+
+
+def grace_period(name: str, value: str) -> int:
+    if not GRACE.fullmatch(value):
+        raise Refused(f"{name}: {value[:80]!r} is not a whole number of seconds >= 0")
+    return int(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

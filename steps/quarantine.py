@@ -27,7 +27,7 @@ from engine import names
 from engine.config import DEFAULT_PROTECTED
 from steps import common
 from steps.common import api_status, body, Refused, StepError
-from steps.common import alert_time, no_control_characters, pod_uid, protected, rule_name
+from steps.common import alert_time, pod_uid, protected, rule_name
 
 OWN_PREFIX = f"{names.DOMAIN}/"
 OWNER_KINDS = {"ReplicaSet": "replica_set", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
@@ -36,34 +36,30 @@ CONFLICT_ATTEMPTS = 3
 
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("quarantine", __doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--pod", required=True)
-    parser.add_argument("--pod-uid", default="")
-    parser.add_argument("--workflow", required=True)
-    parser.add_argument("--policy", required=True)
-    parser.add_argument("--rule", required=True)
-    parser.add_argument("--priority", required=True)
-    parser.add_argument("--alert-time", required=True)
-    parser.add_argument("--dry-run", default="false")
-    parser.add_argument("--protected-namespaces", default=",".join(DEFAULT_PROTECTED))
-    args = parser.parse_args(argv)
-    no_control_characters(args)
-    args.namespace = common.dns_label("namespace", args.namespace)
-    args.pod = common.dns_subdomain("pod", args.pod)
-    args.pod_uid = pod_uid("pod-uid", args.pod_uid)
-    ns, _, name = args.workflow.partition("/")
-    try:
-        common.dns_label("workflow", ns)
-        common.dns_subdomain("workflow", name)
-    except Refused:
-        raise Refused(f"workflow: {args.workflow[:80]!r} is not <namespace>/<name>") from None
-    args.policy = common.dns_label("policy", args.policy)
-    args.rule = rule_name("rule", args.rule)
-    args.priority = common.priority("priority", args.priority)
-    args.alert_time = alert_time("alert-time", args.alert_time)
-    args.dry_run = common.boolean("dry-run", args.dry_run)
+    parser.flag("namespace", common.dns_label)
+    parser.flag("pod", common.dns_subdomain)
+    parser.flag("pod-uid", pod_uid, default="")
+    parser.flag("workflow", workflow_ref)
+    parser.flag("policy", common.dns_label)
+    parser.flag("rule", rule_name)
+    parser.flag("priority", common.priority)
+    parser.flag("alert-time", alert_time)
+    parser.flag("dry-run", common.boolean, default="false")
+    parser.flag("protected-namespaces", default=",".join(DEFAULT_PROTECTED))
+    args = parser.parse(argv)
     protected(args.namespace, args.protected_namespaces)
     return args
+
+
+def workflow_ref(name: str, value: str) -> str:
+    """<namespace>/<name> of the response Workflow."""
+    ns, _, wf = value.partition("/")
+    try:
+        common.dns_label(name, ns)
+        common.dns_subdomain(name, wf)
+    except Refused:
+        raise Refused(f"{name}: {value[:80]!r} is not <namespace>/<name>") from None
+    return value
 
 
 # --- selectors -----------------------------------------------------------------------------------

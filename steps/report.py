@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 from engine import names
 from steps import common
-from steps.common import api_status, body, Refused, StepError
-from steps.common import no_control_characters, rule_name
+from steps.common import api_status, body, StepError
+from steps.common import rule_name
 
 COMPONENT = names.APP
 PIPELINE_STEPS = {
@@ -54,27 +54,17 @@ UNKNOWN = "unknown"
 
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("report", __doc__.splitlines()[0])
-    for flag in ("namespace", "pod", "policy", "pipeline", "rule", "priority"):
-        parser.add_argument(f"--{flag}", required=True)
-    parser.add_argument("--dry-run", default="false")
-    parser.add_argument("--workflow-name", required=True)
-    parser.add_argument("--workflow-namespace", required=True)
-    parser.add_argument("--workflow-status", required=True)
-    args = parser.parse_args(argv)
-    no_control_characters(args)
-    args.namespace = common.dns_label("namespace", args.namespace)
-    args.pod = common.dns_subdomain("pod", args.pod)
-    args.policy = common.dns_label("policy", args.policy)
-    if args.pipeline not in PIPELINE_STEPS:
-        raise Refused(f"pipeline: {args.pipeline[:80]!r} is not one of {', '.join(PIPELINE_STEPS)}")
-    args.rule = rule_name("rule", args.rule)
-    args.priority = common.priority("priority", args.priority)
-    args.dry_run = common.boolean("dry-run", args.dry_run)
-    args.workflow_name = common.dns_subdomain("workflow-name", args.workflow_name)
-    args.workflow_namespace = common.dns_label("workflow-namespace", args.workflow_namespace)
-    if args.workflow_status not in WORKFLOW_STATUSES:
-        raise Refused(f"workflow-status: {args.workflow_status[:80]!r} is not one of {', '.join(WORKFLOW_STATUSES)}")
-    return args
+    parser.flag("namespace", common.dns_label)
+    parser.flag("pod", common.dns_subdomain)
+    parser.flag("policy", common.dns_label)
+    parser.flag("pipeline", common.one_of(*PIPELINE_STEPS))
+    parser.flag("rule", rule_name)
+    parser.flag("priority", common.priority)
+    parser.flag("dry-run", common.boolean, default="false")
+    parser.flag("workflow-name", common.dns_subdomain)
+    parser.flag("workflow-namespace", common.dns_label)
+    parser.flag("workflow-status", common.one_of(*WORKFLOW_STATUSES))
+    return parser.parse(argv)
 
 
 # --- reading the Workflow ------------------------------------------------------------------------

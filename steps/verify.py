@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from engine.config import DEFAULT_PROTECTED
 from steps import common
-from steps.common import Refused, StepError, api_status, body, no_control_characters, optional, protected, rule_name
+from steps.common import Refused, StepError, api_status, body, optional, protected, rule_name
 
 STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
 STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
@@ -30,27 +30,23 @@ STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContaine
 
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("verify", __doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--pod", required=True)
-    parser.add_argument("--container-id", required=True)
-    parser.add_argument("--container-name", default="")
-    parser.add_argument("--node", default="")
-    parser.add_argument("--rule", required=True)
-    parser.add_argument("--priority", required=True)
-    parser.add_argument("--protected-namespaces", default=",".join(DEFAULT_PROTECTED))
-    args = parser.parse_args(argv)
-    no_control_characters(args)
-    args.namespace = common.dns_label("namespace", args.namespace)
-    args.pod = common.dns_subdomain("pod", args.pod)
-    if args.container_id == "host":
-        raise Refused("container-id: 'host' is a host alert, not a container: nothing to respond to in Kubernetes")
-    args.container_id = common.container_id("container-id", args.container_id)
-    args.container_name = optional(common.dns_label, "container-name", args.container_name)
-    args.node = optional(common.dns_subdomain, "node", args.node)
-    args.rule = rule_name("rule", args.rule)
-    args.priority = common.priority("priority", args.priority)
+    parser.flag("namespace", common.dns_label)
+    parser.flag("pod", common.dns_subdomain)
+    parser.flag("container-id", short_id)
+    parser.flag("container-name", lambda n, v: optional(common.dns_label, n, v), default="")
+    parser.flag("node", lambda n, v: optional(common.dns_subdomain, n, v), default="")
+    parser.flag("rule", rule_name)
+    parser.flag("priority", common.priority)
+    parser.flag("protected-namespaces", default=",".join(DEFAULT_PROTECTED))
+    args = parser.parse(argv)
     protected(args.namespace, args.protected_namespaces)
     return args
+
+
+def short_id(name: str, value: str) -> str:
+    if value == "host":
+        raise Refused(f"{name}: 'host' is a host alert, not a container: nothing to respond to in Kubernetes")
+    return common.container_id(name, value)
 
 
 def find_container(pod: dict, short_id: str) -> tuple[dict, str, str]:
