@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from engine import sensorsim
 from engine.sensorsim import WebhookSpec
+from standin.loopback import Background
 
 MASKED = "*** Masked Auth Secret ***"
 
@@ -110,7 +111,7 @@ class WebhookServer:
         self.on_event = on_event
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._background: Background | None = None
 
     @property
     def url(self) -> str:
@@ -154,15 +155,13 @@ class WebhookServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
-        self._thread.start()
+        self._background = Background(self._server, "webhook")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._background is not None:
+            self._background.stop()
+            self._background = self._server = None
 
     def __enter__(self) -> "WebhookServer":
         return self.start()

@@ -59,6 +59,8 @@ import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
+from standin.loopback import Background
+
 ACCESS_KEY = "standin-access-key"
 SECRET_KEY = "standin-secret-key"
 REGION = "us-east-1"
@@ -275,7 +277,7 @@ class S3Server:
         self._corrupt: list[str] = []
         self._pending_locks: dict[str, dict[str, str]] = {}
         self._server = None
-        self._thread: threading.Thread | None = None
+        self._background: Background | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -298,18 +300,13 @@ class S3Server:
             raise
         self.port = self._server.server_port
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="standin-s3", daemon=True)
-        self._thread.start()
+        self._background = Background(self._server, "standin-s3")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._background is not None:
+            self._background.stop()
+            self._background = self._server = None
         with S3Server._class_lock:
             if S3Server._running is self:
                 S3Server._running = None
