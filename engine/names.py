@@ -44,6 +44,17 @@ EVENTSOURCE_NETWORKPOLICY = "falco-eventsource-ingress"
 SENSOR_SERVICE_ACCOUNT = "falco-response-sensor"
 DEPENDENCY = "falco-alert"
 
+# Falcosidekick: the Secret (in the Falco namespace) its chart loads with `config.existingSecret`,
+# holding the variable Falcosidekick's config.go reads its webhook headers from.
+FALCOSIDEKICK_WEBHOOK_SECRET = "falcosidekick-webhook-auth"
+FALCOSIDEKICK_HEADERS_ENV = "WEBHOOK_CUSTOMHEADERS"
+
+# What build/create-secrets.sh reads from its environment (with EVIDENCE_SECRET_ENV).
+WEBHOOK_TOKEN_ENV = "FALCO_WEBHOOK_TOKEN"
+KUBELET_CA_FILE_ENV = "KUBELET_CA_FILE"
+SLACK_WEBHOOK_URL_ENV = "SLACK_WEBHOOK_URL"
+NOTIFY_WEBHOOK_URL_ENV = "WEBHOOK_URL"
+
 
 def sensor_name(policy: str) -> str:
     return f"falco-response-{policy}"
@@ -90,3 +101,12 @@ def step_service_account(step: str) -> str:
 EVIDENCE_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 OUTPUTS_DIR = "/tmp/outputs"  # where steps write output parameters (an emptyDir)
 KUBELET_CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints"
+
+# Kubernetes' own names the engine relies on.
+KUBE_ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # published in every namespace (rootcacertpublisher), key ca.crt
+SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # where a pod's token is mounted
+
+
+def executor_token_secret(service_account: str) -> str:
+    """The Secret Argo's controller mounts for `executor.serviceAccountName` (util/secrets TokenName)."""
+    return f"{service_account}.service-account-token"

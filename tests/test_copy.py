@@ -470,7 +470,7 @@ def test_checkpoint_then_copy_on_the_same_node(kube, step_env, s3, tmp_path):
         "--node=node-1", "--path=kubelet", "--timeout=30", f"--ca-bundle={kube.kubelet_ca}",
         f"--outputs-dir={ckpt_out}",
     ]  # fmt: skip
-    checkpoint = subprocess.run(argv, env=step_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    checkpoint = subprocess.run(argv, env=step_env(step="checkpoint"), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert checkpoint.returncode == 0, checkpoint.stderr
     archive = (ckpt_out / "archive").read_text()
     node_dir = kube.checkpoint_dir("node-1")

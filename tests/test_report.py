@@ -28,7 +28,7 @@ def flags(**over: str) -> dict[str, str]:
         "priority": "Critical",
         "dry-run": "false",
         "workflow-name": WF,
-        "workflow-namespace": "argo",
+        "workflow-namespace": "falco-response",
         "workflow-status": "Succeeded",
     }
     out.update(over)
@@ -69,7 +69,7 @@ def nodes(copy_phase: str = "Succeeded", quarantine_result: str = "quarantined",
 
 
 def add_workflow(kube, node_map: dict, name: str = WF, compressed: str = "") -> dict:
-    kube.add_namespace("argo")
+    kube.add_namespace("falco-response")
     status = {"phase": "Running", "nodes": node_map}
     if compressed:
         status = {"phase": "Running", "compressedNodes": compressed}
@@ -78,7 +78,7 @@ def add_workflow(kube, node_map: dict, name: str = WF, compressed: str = "") -> 
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Workflow",
-            "metadata": {"name": name, "namespace": "argo"},
+            "metadata": {"name": name, "namespace": "falco-response"},
             "spec": {"workflowTemplateRef": {"name": "falco-checkpoint-and-quarantine"}},
             "status": status,
         },
@@ -166,7 +166,7 @@ def test_success_event_says_what_was_done_with_the_evidence(kube, tmp_path):
         "pod quarantined",
         f"Evidence {URI} sha256 {SHA} (1048576 bytes)",
         "verify Succeeded, checkpoint Succeeded, copy Succeeded, quarantine Succeeded",
-        f"workflow argo/{WF} Succeeded",
+        f"workflow falco-response/{WF} Succeeded",
     ):
         assert part in message, (part, message)
 
@@ -266,7 +266,7 @@ def test_slack_and_webhook_are_notified_with_retries(kube, tmp_path, receiver):
     assert headers["Authorization"] == "Bearer hook-token"
     assert headers["Content-Type"].startswith("application/json")
     assert body["outcome"] == "succeeded" and body["evidence"]["sha256"] == SHA
-    assert body["workflow"] == {"namespace": "argo", "name": WF, "status": "Succeeded"}
+    assert body["workflow"] == {"namespace": "falco-response", "name": WF, "status": "Succeeded"}
     assert body["pod"] == "web-1" and body["rule"] == "Terminal shell in container"
     assert json.loads(run.outputs["summary"])["notifications"] == {"slack": "sent", "webhook": "sent"}
     assert "secretpart" not in run.stdout + run.stderr  # the Slack URL is a secret

@@ -510,6 +510,96 @@ def test_checkpoint_padding_makes_bigger_archives(kube, web):
         assert tar.getmember("checkpoint/pages-2.img").size == 3_000_000
 
 
+# --- kubelet serving certificates, kube-root-ca.crt, CRIU and TCP ---------------------------
+
+
+def _peer(kube, node: str, cafile, server_hostname: str):
+    """TLS handshake with the node's kubelet: (leaf certificate, None) or (None, the SSL error)."""
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    port = int(kube.kubelet_url(node).rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(cafile))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with context.wrap_socket(sock, server_hostname=server_hostname) as tls:
+                return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)), None
+    except ssl.SSLCertVerificationError as exc:
+        return None, exc.verify_message
+
+
+def _sans(cert) -> list[str]:
+    from cryptography import x509
+
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted([f"DNS:{n}" for n in names.get_values_for_type(x509.DNSName)]
+                  + [f"IP:{n}" for n in names.get_values_for_type(x509.IPAddress)])
+
+
+def test_kube_root_ca_is_published_in_every_namespace(kube, core):
+    """kube-controller-manager's root-ca-cert-publisher (pkg/controller/certificates/
+    rootcacertpublisher/publisher.go, syncNamespace): ConfigMap kube-root-ca.crt, data ca.crt = the
+    cluster CA (the one that signs serverTLSBootstrap kubelets), annotation kubernetes.io/description,
+    in namespaces old and new; a changed copy is put back."""
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
+    ca = kube.kubelet_ca.read_text()
+    for namespace in ("default", "shop", "falco-response"):
+        cm = core.read_namespaced_config_map("kube-root-ca.crt", namespace)
+        assert cm.data == {"ca.crt": ca}
+        assert cm.metadata.annotations["kubernetes.io/description"].startswith("Contains a CA bundle")
+    core.patch_namespaced_config_map("kube-root-ca.crt", "shop", {"data": {"ca.crt": "forged"}})
+    assert core.read_namespaced_config_map("kube-root-ca.crt", "shop").data == {"ca.crt": ca}
+
+
+def test_kubelet_certificates_are_made_as_real_clusters_make_them(kube):
+    """cluster-ca (serverTLSBootstrap; pkg/kubelet/certificate/kubelet.go: subject system:node:<name>
+    / system:nodes, SANs from the node's addresses, addressesToHostnamesAndIPs) verifies with
+    kube-root-ca.crt by name and by IP. self-signed (cmd/kubelet/app/server.go InitializeTLS ->
+    client-go util/cert GenerateSelfSignedCertKey(hostname, nil, nil)): CN <host>@<time> from CA
+    <host>-ca@<time>, served with the certificate; only the hostname, so no IP verifies."""
+    kube.add_node("node-2", tls="self-signed")
+    root = kube.workdir / "root-ca.crt"
+    root.write_text(kube.get("configmaps", "default", "kube-root-ca.crt")["data"]["ca.crt"])
+    for name in ("node-1", "127.0.0.1"):
+        cert, error = _peer(kube, "node-1", root, name)
+        assert error is None, error
+    assert _sans(cert) == ["DNS:node-1", "IP:127.0.0.1"]
+    assert cert.subject.rfc4514_string() == "CN=system:node:node-1,O=system:nodes"
+    for name in ("node-2", "127.0.0.1"):
+        assert _peer(kube, "node-2", root, name) == (None, "self-signed certificate in certificate chain")
+    cert, error = _peer(kube, "node-2", kube.node_ca("node-2"), "node-2")
+    assert error is None, error
+    assert _sans(cert) == ["DNS:node-2"]
+    assert re.fullmatch(r"CN=node-2@\d+", cert.subject.rfc4514_string())
+    assert re.fullmatch(r"CN=node-2-ca@\d+", cert.issuer.rfc4514_string())
+    assert _peer(kube, "node-2", kube.node_ca("node-2"), "127.0.0.1")[1].startswith("IP address mismatch")
+    with pytest.raises(ValueError, match="kubelet TLS mode"):
+        kube.add_node("node-3", tls="insecure")
+
+
+def test_criu_refuses_an_established_tcp_connection_unless_the_node_allows_it(kube):
+    """containerd 2.x + runc, CRIU without tcp-established (criu/sk-inet.c can_dump_inet_sk):
+    the kubelet's 500 (pkg/kubelet/server/server.go) carries containerd's message, which names the
+    copy of CRIU's log, not CRIU's reason (standin.kube.kubelet.criu_tcp_refusal cites each layer)."""
+    kube.add_pod("default", "shell-1", "node-1",
+                 containers=[{"name": "app", "image": "alpine:3.20", "id": CID, "tcp_established": True}])
+    r = kubelet_post(kube, "/checkpoint/default/shell-1/app")
+    assert r.status_code == 500
+    assert r.text == (
+        'checkpointing of default/shell-1/app failed (rpc error: code = Unknown desc = checkpointing container '
+        f'"{CID}" failed: runc did not terminate successfully: exit status 1: criu failed: type DUMP errno 0 '
+        f"path= /run/containerd/io.containerd.runtime.v2.task/k8s.io/{CID}/criu-dump.log: unknown)"
+    )
+    assert list(kube.checkpoint_dir("node-1").iterdir()) == []
+    kube.set_criu_tcp_established("node-1", True)  # `tcp-established` in /etc/criu/runc.conf
+    assert kubelet_post(kube, "/checkpoint/default/shell-1/app").status_code == 200
+    kube.set_criu_tcp_established("node-1", False)
+    kube.set_tcp_connection("default", "shell-1", "app", connected=False)  # the shell hung up
+    assert kubelet_post(kube, "/checkpoint/default/shell-1/app").status_code == 200
+
+
 # --- fault injection ------------------------------------------------------------------------
 
 
@@ -562,10 +652,11 @@ def test_context_manager_stops_servers(tmp_path):
 def test_step_env_reaches_the_standin_from_a_subprocess(kube, step_env, web):
     code = (
         "from kubernetes import client; from steps.common import kube_api_client; "
-        "print([p.metadata.name for p in client.CoreV1Api(kube_api_client()).list_namespaced_pod('default').items])"
+        "print(client.CoreV1Api(kube_api_client()).read_namespaced_pod('web-1', 'default').metadata.name)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], env=step_env(), cwd=kube.workdir, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], env=step_env(step="verify"), cwd=kube.workdir, capture_output=True, text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['web-1']"
+    assert done.stdout.strip() == "web-1"

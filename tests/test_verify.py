@@ -19,6 +19,7 @@ from pathlib import Path
 
 from standin import shared_dir
 from standin.kube import FakeKube
+from tests.conftest import step_token
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,14 @@ class Run:
         return self.stderr.strip()
 
 
-def step_environ(kube: FakeKube, outputs: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+def step_environ(kube: FakeKube, outputs: Path, extra: dict[str, str] | None = None, step: str = "verify") -> dict[str, str]:
+    """A step's environment: it authenticates as its own ServiceAccount from build/rbac."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("KUBERNETES_SERVICE_HOST", "SLACK_WEBHOOK_URL", "WEBHOOK_URL", "WEBHOOK_BEARER_TOKEN")
     }
-    env.update(kube.env())
+    env.update(kube.env(step_token(kube, step)))
     env.update(
         STEP_RETRY_BASE_DELAY="0.01",
         STEP_OUTPUTS_DIR=str(outputs),
@@ -84,7 +86,7 @@ def run_step(kube: FakeKube, step: str, flags: dict[str, str] | list[str], tmp_p
     proc = subprocess.run(
         [sys.executable, "-m", f"steps.{step}", *argv],
         cwd=ROOT,
-        env=step_environ(kube, outputs, env),
+        env=step_environ(kube, outputs, env, step),
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -160,7 +162,7 @@ def check_hostile_flags(
         [sys.executable, "-c", MATRIX_RUNNER],
         input=json.dumps({"step": step, "argvs": [argv for _, argv in cases]}),
         cwd=ROOT,
-        env=step_environ(kube, outputs),
+        env=step_environ(kube, outputs, step=step),
         capture_output=True,
         text=True,
         encoding="utf-8",

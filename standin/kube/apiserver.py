@@ -8,11 +8,14 @@ import re
 import traceback
 from dataclasses import dataclass
 
+from standin.kube.admission import admit_pod
+from standin.kube.auth import Attributes, Tokens, User, forbidden, request_attributes
 from standin.kube.errors import ApiError, bad_request, resource_not_served
 from standin.kube.kubelet import Kubelet
+from standin.kube.rbac import Authorizer
 from standin.kube.resources import KUBERNETES_VERSION, ResourceType
 from standin.kube.selectors import parse_field_selector, parse_label_selector
-from standin.kube.serving import Request, Response, token_ok
+from standin.kube.serving import Request, Response
 from standin.kube.stamps import timestamp, utcnow
 from standin.kube.store import Store
 
@@ -70,24 +73,48 @@ def _list_page(items: list[dict], request: Request) -> tuple[list[dict], dict]:
 
 
 class ApiServer:
-    """Routes API requests to the store, with the real server's authentication and errors."""
+    """Routes API requests to the store, with the real server's authentication, RBAC and errors.
 
-    def __init__(self, store: Store, token: str, kubelets: dict[str, Kubelet], deletions: list[dict]) -> None:
+    `after_write(plural, namespace)` runs the controllers that react to a write (default
+    ServiceAccount of a new namespace, token Secrets, kube-root-ca.crt).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        tokens: Tokens,
+        kubelets: dict[str, Kubelet],
+        deletions: list[dict],
+        after_write=None,
+    ) -> None:
         self.store = store
-        self.token = token
+        self.tokens = tokens
+        self.authorizer = Authorizer(store)
         self.kubelets = kubelets
         self.deletions = deletions
+        self.after_write = after_write or (lambda plural, namespace: None)
 
     def handle(self, request: Request) -> Response:
         try:
-            if not token_ok(request, self.token):
+            user = self.tokens.authenticate(request.bearer_token())
+            if user is None:
                 raise ApiError(401, "Unauthorized")
+            self.authorize(user, request)
             return self.route(request)
         except ApiError as error:
             return Response.status(error)
         except Exception as exc:  # noqa: BLE001 - the real server answers InternalError, so do we
             traceback.print_exc()
             return Response.status(ApiError(500, f"Internal error occurred: {type(exc).__name__}: {exc}"))
+
+    def authorize(self, user: User, request: Request) -> Attributes:
+        """WithAuthorization: RBAC (after system:masters) decides before any handler runs."""
+        watch = request.param("watch") not in (None, "", "false", "0")
+        attrs = request_attributes(user, request.method, request.path, watch)
+        if not self.authorizer.allowed(attrs):
+            rt = self.store.types.get(attrs.resource)
+            raise forbidden(attrs, rt.qualified if rt else attrs.resource)
+        return attrs
 
     def route(self, request: Request) -> Response:
         discovery = self.discovery(request)
@@ -113,7 +140,14 @@ class ApiServer:
         if request.method == "GET":
             return self.list(rt, target.namespace, request)
         if request.method == "POST" and (target.namespace is not None or not rt.namespaced):
-            created = self.store.create(rt, target.namespace, self.object_body(request), dry_run=self.dry_run(request))
+            body = self.object_body(request)
+            if rt.plural == "pods":  # NamespaceLifecycle admission runs before ServiceAccount admission
+                self.store.require_namespace(target.namespace)
+                admit_pod(self.store, target.namespace or "", body)
+            dry_run = self.dry_run(request)
+            created = self.store.create(rt, target.namespace, body, dry_run=dry_run)
+            if not dry_run:
+                self.after_write(rt.plural, target.namespace)
             return Response.json(201, created)
         raise ApiError(405, "the server does not allow this method on the requested resource")
 
@@ -138,11 +172,13 @@ class ApiServer:
         if method == "GET":
             return Response.json(200, self.store.get(rt, ns, name))
         if method == "PUT":
-            return Response.json(200, self.store.update(rt, ns, name, self.object_body(request), self.dry_run(request)))
+            updated = self.store.update(rt, ns, name, self.object_body(request), self.dry_run(request))
+            self.after_write(rt.plural, ns)
+            return Response.json(200, updated)
         if method == "PATCH":
-            return Response.json(
-                200, self.store.patch(rt, ns, name, request.media_type, request.json_body(), self.dry_run(request))
-            )
+            patched = self.store.patch(rt, ns, name, request.media_type, request.json_body(), self.dry_run(request))
+            self.after_write(rt.plural, ns)
+            return Response.json(200, patched)
         if method == "DELETE":
             return self.delete(rt, ns, name, request)
         raise ApiError(405, "the server does not allow this method on the requested resource")
@@ -153,6 +189,7 @@ class ApiServer:
         deleted = self.store.delete(rt, namespace, name, options.get("preconditions"), dry_run)
         grace = self.grace_period(rt, deleted, request, options)
         if not dry_run:
+            self.after_write(rt.plural, namespace)  # e.g. the root CA publisher puts kube-root-ca.crt back
             self.deletions.append(
                 {
                     "plural": rt.plural,

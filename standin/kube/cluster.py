@@ -11,11 +11,15 @@ from typing import Any
 
 import yaml
 
+from standin.kube.admission import ensure_default_service_account, populate_token_secrets
 from standin.kube.apiserver import ApiServer
+from standin.kube.auth import ADMIN, Tokens, User
 from standin.kube.faults import Faults, api_fault, kubelet_fault
-from standin.kube.kubelet import CHECKPOINT_BEHAVIOURS, Kubelet, NodeState
-from standin.kube.manifests import node_manifest, owner_reference, pod_manifest
-from standin.kube.pki import KubeletPki, write_private
+from standin.kube.kubelet import CHECKPOINT_BEHAVIOURS, KUBELET_CHECKPOINT_DIR, Kubelet, NodeState
+from standin.kube.manifests import node_addresses, node_manifest, owner_reference, pod_manifest
+from standin.kube.pki import KubeletPki, publish_root_ca, write_private
+from standin.kube.podstart import Kubelet as PodStarter
+from standin.kube.podstart import PodStart
 from standin.kube.resources import ResourceType
 from standin.kube.serving import Server
 from standin.kube.stamps import hex64
@@ -32,7 +36,9 @@ class FakeKube:
 
     def __init__(self, workdir: Path, token: str = "standin-token") -> None:
         self.workdir = Path(workdir)
-        self.token = token
+        self.token = token  # the cluster admin's (system:masters): test set-up and Argo's controller
+        self.tokens = Tokens()
+        self.tokens.add(token, ADMIN)
         self.store = Store()
         self.faults = Faults()
         self.deletions: list[dict] = []  # every API DELETE: plural, namespace, name, gracePeriodSeconds, ...
@@ -49,7 +55,8 @@ class FakeKube:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pki = KubeletPki(self.workdir / "pki")
-        api = ApiServer(self.store, self.token, self._kubelets, self.deletions)
+        self._pods = PodStarter(self.store, self.tokens, self._host_paths)
+        api = ApiServer(self.store, self.tokens, self._kubelets, self.deletions, self._after_write)
         self._api = Server(lambda request: self.faults.serve(request, api.handle, api_fault)).launch()
         self._write_kubeconfig()
         return self
@@ -93,21 +100,56 @@ class FakeKube:
         """(method, path, status) of every request served, API server and kubelets alike."""
         return self.faults.requests
 
-    def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """KUBECONFIG for a subprocess: the admin's, or one presenting `token`."""
+        return {"KUBECONFIG": str(self.kubeconfig if token is None else self.kubeconfig_for(token))}
 
-    def _write_kubeconfig(self) -> None:
+    def kubeconfig_for(self, token: str) -> Path:
+        """A kubeconfig presenting `token` (written once per token, 0600)."""
+        self._running()
+        path = self.workdir / "kubeconfigs" / f"{abs(hash(token)):x}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_kubeconfig(path, token)
+        return path
+
+    def _write_kubeconfig(self, path: Path | None = None, token: str | None = None) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
-            "users": [{"name": "standin", "user": {"token": self.token}}],
+            "users": [{"name": "standin", "user": {"token": token or self.token}}],
             "contexts": [
                 {"name": "standin", "context": {"cluster": "standin", "user": "standin", "namespace": "default"}}
             ],
             "current-context": "standin",
         }
-        write_private(self.workdir / "kubeconfig", yaml.safe_dump(config, sort_keys=False).encode())
+        write_private(path or self.workdir / "kubeconfig", yaml.safe_dump(config, sort_keys=False).encode())
+
+    # --- identities --------------------------------------------------------------------------
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A token for an existing ServiceAccount (TokenRequest), valid while the account exists."""
+        return self._pods.token_for(namespace, name)
+
+    def identity(self, token: str) -> User | None:
+        """Whom the API server takes `token` for (a TokenReview)."""
+        return self.tokens.authenticate(token)
+
+    def _after_write(self, plural: str, namespace: str | None) -> None:
+        """The controllers that react to writes: default ServiceAccount, token Secrets."""
+        if plural == "namespaces":
+            for ns in self.store.list(self.store.types["namespaces"]):
+                ensure_default_service_account(self.store, ns["metadata"]["name"])
+        if plural in ("namespaces", "configmaps"):  # root-ca-cert-publisher: kube-root-ca.crt everywhere
+            for ns in self.store.list(self.store.types["namespaces"]):
+                publish_root_ca(self.store, ns["metadata"]["name"], self._cluster_ca_pem())
+        if plural in ("secrets", "serviceaccounts"):
+            populate_token_secrets(self.store, self.tokens, self._cluster_ca_pem)
+
+    def _cluster_ca_pem(self) -> str:
+        assert self._pki is not None
+        return self._pki.ca_path.read_text()
 
     # --- state helpers -----------------------------------------------------------------------
 
@@ -122,10 +164,53 @@ class FakeKube:
 
     def add_namespace(self, name: str) -> dict:
         existing = self.get("namespaces", None, name)
-        return existing or self.create("namespaces", {"metadata": {"name": name}})
+        created = existing or self.create("namespaces", {"metadata": {"name": name}})
+        self._after_write("namespaces", None)
+        return created
 
-    def add_node(self, name: str) -> dict:
-        """A Ready node with its own HTTPS kubelet (InternalIP 127.0.0.1, kubeletEndpoint port)."""
+    def apply(self, objects: list[dict]) -> list[dict]:
+        """`kubectl apply` as the cluster admin: create, or replace what is there (no admission).
+        A namespaced object's namespace is created first if missing (Helm's --create-namespace)."""
+        out = []
+        for obj in objects:
+            rt = next((t for t in self.store.types.values() if t.kind == obj.get("kind")), None)
+            if rt is None:
+                raise KeyError(f"the stand-in serves no kind {obj.get('kind')!r}")
+            meta = obj.get("metadata") or {}
+            namespace = meta.get("namespace") if rt.namespaced else None
+            if rt.namespaced:
+                namespace = namespace or "default"
+                self.add_namespace(namespace)
+            current = self.store.find(rt, namespace, meta.get("name", ""))
+            if current is None:
+                body = {**obj, "metadata": {**meta, "namespace": namespace} if rt.namespaced else dict(meta)}
+                out.append(self.store.create(rt, namespace, body, from_api=False))
+            else:
+                body = {**obj, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}}
+                out.append(self.store.update(rt, namespace, meta["name"], body))
+            self._after_write(rt.plural, namespace)
+        return out
+
+    def apply_build(self, build_dir: str | Path, folders: tuple[str, ...] = ("namespaces", "rbac")) -> list[dict]:
+        """Apply the generated objects of build/ that the stand-in serves (namespaces, RBAC)."""
+        objects = []
+        for folder in folders:
+            for path in sorted((Path(build_dir) / folder).glob("*.yaml")):
+                objects += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        # kustomize's legacy order (api/resid/gvk.go orderFirst): accounts before their token Secrets.
+        order = ["Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+                 "ConfigMap", "Secret"]
+        objects.sort(key=lambda o: order.index(o["kind"]) if o.get("kind") in order else len(order))
+        return self.apply(objects)
+
+    def add_node(self, name: str, tls: str = "cluster-ca", tcp_established: bool = False) -> dict:
+        """A Ready node with its own HTTPS kubelet (InternalIP 127.0.0.1, kubeletEndpoint port).
+
+        `tls`: "cluster-ca" (serverTLSBootstrap: a certificate from the cluster CA naming the
+        node's hostname and addresses) or "self-signed" (the kubeadm/kind default: its own
+        throwaway CA, only the hostname); see standin.kube.pki. `tcp_established`: the node's
+        /etc/criu/runc.conf says `tcp-established`, so CRIU dumps established TCP connections.
+        """
         self._running()
         if name in self._nodes:
             raise ValueError(f"node {name!r} already exists")
@@ -133,10 +218,10 @@ class FakeKube:
         directory = self.workdir / "nodes" / name / "checkpoints"
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
-        node = NodeState(name, directory)
-        kubelet = Kubelet(self.store, node, self.token)
+        node = NodeState(name, directory, tls=tls, tcp_established=bool(tcp_established))
+        kubelet = Kubelet(self.store, node, self.tokens)
         app = lambda request: self.faults.serve(request, kubelet.handle, kubelet_fault)  # noqa: E731
-        node.server = Server(app, self._pki.server_context(name)).launch()
+        node.server = Server(app, self._pki.server_context(name, tls, node_addresses(name))).launch()
         self._nodes[name], self._kubelets[name] = node, kubelet
         return self.create("nodes", node_manifest(name, node.port, len(self._nodes)))
 
@@ -149,15 +234,23 @@ class FakeKube:
         labels: dict | None = None,
         owner: dict | None = None,
     ) -> dict:
-        """A Running pod on `node`; each container {"name", "image", "id"?} gets a containerd id."""
-        containers = [self._container(c) for c in (containers or [{"name": "app", "image": "nginx:1.27"}])]
+        """A Running pod on `node`; each container {"name", "image", "id"?} gets a containerd id.
+
+        `"tcp_established": True` in a container: its processes hold an established TCP
+        connection (a reverse shell), which CRIU refuses to dump unless the node allows it."""
+        given = containers or [{"name": "app", "image": "nginx:1.27"}]
+        connected = [c["name"] for c in given if c.get("tcp_established")]
+        containers = [self._container(c) for c in given]
         if owner and not owner.get("uid"):
             owner = {**owner, "uid": self._owner_uid(namespace, owner)}
         ip = next(self._ips)
         manifest = pod_manifest(
             namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}"
         )
-        return self.create("pods", manifest)
+        created = self.create("pods", manifest)
+        for container in connected:
+            self.set_tcp_connection(namespace, name, container)
+        return created
 
     @staticmethod
     def _container(container: dict) -> dict:
@@ -224,6 +317,18 @@ class FakeKube:
         """Make an object vanish (no API rules, not logged); True if it existed."""
         return self.store.remove(self._type(plural), namespace, name)
 
+    # --- pods --------------------------------------------------------------------------------
+
+    def start_pod(self, namespace: str, name: str, node: str | None = None) -> PodStart:
+        """Bind the pod to `node` and start it as the kubelet would (raises PodPending)."""
+        return self._pods.start(namespace, name, node)
+
+    def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
+        self._pods.set_phase(namespace, name, phase)
+
+    def _host_paths(self, node: str) -> dict[str, Path]:
+        return {KUBELET_CHECKPOINT_DIR: self._node(node).checkpoint_dir}
+
     # --- nodes and checkpoints ---------------------------------------------------------------
 
     def _node(self, node: str) -> NodeState:
@@ -247,6 +352,28 @@ class FakeKube:
     def set_checkpoint_padding(self, node: str, nbytes: int) -> None:
         """Add `nbytes` of random data (checkpoint/pages-2.img) to every archive from that node."""
         self._node(node).padding = max(0, int(nbytes))
+
+    def set_tcp_connection(self, namespace: str, pod: str, container: str, connected: bool = True) -> None:
+        """The container's processes open (or close) an established TCP connection."""
+        found = self.get("pods", namespace, pod)
+        if found is None:
+            raise KeyError(f"no pod {namespace}/{pod}")
+        status = next((s for s in found["status"].get("containerStatuses") or [] if s["name"] == container), None)
+        if status is None:
+            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        container_id = status["containerID"].partition("://")[2]
+        ids = self._node(found["spec"]["nodeName"]).connected
+        (ids.add if connected else ids.discard)(container_id)
+
+    def set_criu_tcp_established(self, node: str, enabled: bool) -> None:
+        """Add (or remove) the line `tcp-established` in the node's /etc/criu/runc.conf."""
+        self._node(node).tcp_established = bool(enabled)
+
+    def node_ca(self, node: str) -> Path:
+        """The throwaway CA of a self-signed kubelet (kubelet.crt's second certificate)."""
+        self._node(node)
+        assert self._pki is not None
+        return self._pki.node_ca_path(node)
 
     # --- fault injection ---------------------------------------------------------------------
 

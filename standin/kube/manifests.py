@@ -84,7 +84,15 @@ def pod_manifest(
     }
 
 
+def node_addresses(name: str) -> list[dict]:
+    """What a kubelet without a cloud provider reports (pkg/kubelet/nodestatus/setters.go,
+    NodeAddress): its InternalIP (--node-ip; 127.0.0.1 for every stand-in node, which listens
+    there) and its Hostname (the hostname, here the node name, as kubeadm registers it)."""
+    return [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}]
+
+
 def node_manifest(name: str, kubelet_port: int, index: int) -> dict:
+    """A Ready node: addresses, the kubelet's port (daemonEndpoints), capacity and nodeInfo."""
     now = timestamp()
     return {
         "apiVersion": "v1",
@@ -95,7 +103,7 @@ def node_manifest(name: str, kubelet_port: int, index: int) -> dict:
         },
         "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"]},
         "status": {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+            "addresses": node_addresses(name),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "conditions": [
                 {

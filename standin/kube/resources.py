@@ -65,6 +65,9 @@ RESOURCE_TYPES = (
         field_labels=("spec.nodeName", "status.phase"),
     ),
     ResourceType("", "v1", "services", "Service", name_rule="dns1035", has_status=True),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount"),
+    ResourceType("", "v1", "secrets", "Secret", field_labels=("type",)),
+    ResourceType("", "v1", "configmaps", "ConfigMap"),
     ResourceType(
         "",
         "v1",
@@ -83,7 +86,16 @@ RESOURCE_TYPES = (
     ResourceType("apps", "v1", "deployments", "Deployment", has_status=True),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", name_rule="path"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", name_rule="path"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False, name_rule="path"),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False, name_rule="path"
+    ),
     ResourceType("argoproj.io", "v1alpha1", "workflows", "Workflow", builtin=False, unconditional_update=False),
+    ResourceType(
+        "argoproj.io", "v1alpha1", "workflowtaskresults", "WorkflowTaskResult", builtin=False, unconditional_update=False
+    ),
     ResourceType(
         "argoproj.io", "v1alpha1", "workflowtemplates", "WorkflowTemplate", builtin=False, unconditional_update=False
     ),

@@ -89,7 +89,7 @@ class Store:
         self._objects[key] = obj
         return copy.deepcopy(obj)
 
-    def _require_namespace(self, namespace: str | None) -> None:
+    def require_namespace(self, namespace: str | None) -> None:
         ns_type = self.types["namespaces"]
         if not namespace or self._key(ns_type, None, namespace) not in self._objects:
             raise ApiError(404, f'namespaces "{namespace}" not found', details=ns_type.details(namespace or ""))
@@ -107,7 +107,7 @@ class Store:
             raise invalid(rt, "", [Cause("metadata.name", "name or generateName is required", kind="required")])
         with self._lock:
             if rt.namespaced:
-                self._require_namespace(namespace)
+                self.require_namespace(namespace)
             key = self._key(rt, namespace, meta["name"])
             stamp_new(rt, namespace, obj, reset_status=from_api)
             apply_defaults(rt, obj)
@@ -175,6 +175,25 @@ class Store:
     def _drop_namespace_content(self, namespace: str) -> None:
         for key in [k for k in self._objects if k[1] == namespace and self.types[k[0]].namespaced]:
             del self._objects[key]
+
+    def put_status(self, rt: ResourceType, namespace: str | None, name: str, status: dict) -> dict:
+        """What a controller's status write does (the kubelet's pod status): new revision, spec kept."""
+        with self._lock:
+            current = self.get(rt, namespace, name)
+            current["status"] = copy.deepcopy(status)
+            return self._commit(self._key(rt, namespace, name), current)
+
+    def bind(self, namespace: str, name: str, node: str) -> dict:
+        """pods/binding (pkg/registry/core/pod/storage/storage.go, assignPod): set spec.nodeName
+        once; a pod already on another node is a 409."""
+        rt = self.types["pods"]
+        with self._lock:
+            current = self.get(rt, namespace, name)
+            placed = (current.get("spec") or {}).get("nodeName")
+            if placed and placed != node:
+                raise conflict(rt, name, f"pod {name} is already assigned to node \"{placed}\"")
+            current.setdefault("spec", {})["nodeName"] = node
+            return self._commit(self._key(rt, namespace, name), current)
 
     def remove(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
         """Direct state change for tests (a pod that vanishes): no API rules, still a new revision."""

@@ -44,6 +44,10 @@ _NAME_RULES = {
 
 def name_problems(rule: str, name: str) -> list[str]:
     """Why `name` is not acceptable under the resource's naming rule (empty if it is)."""
+    if rule == "path":  # RBAC objects: apimachinery path.ValidatePathSegmentName
+        if name in (".", ".."):
+            return [f"may not be '{name}'"]
+        return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
     pattern, limit, explanation = _NAME_RULES[rule]
     problems = []
     if len(name) > limit:
