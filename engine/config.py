@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from engine import names
 
@@ -143,12 +143,67 @@ class EvidenceStore(_Model):
         return _dns_label(v, "secret name")
 
 
-class KubeletTLS(_Model):
-    """How the checkpoint step trusts the kubelet's serving certificate."""
+# A Node's status.addresses types (k8s.io/api/core/v1 NodeAddressType), the values metrics-server's
+# --kubelet-preferred-address-types takes.
+NODE_ADDRESS_TYPES = ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS")
+CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # IsConfigMapKey (apimachinery validation)
 
-    ca_bundle_configmap: str | None = "kubelet-serving-ca"
+
+class KubeletTLS(_Model):
+    """How the checkpoint step reaches the kubelet and trusts its serving certificate.
+
+    It connects to the first of the node's addresses of `address_types` and verifies the
+    certificate against the node's name with the CA bundle of ConfigMap `ca_bundle_configmap`
+    (key `ca_bundle_key`), mounted into the step's pod. The default, kube-root-ca.crt, is the
+    cluster CA that kube-controller-manager publishes in every namespace: it signs the kubelets'
+    certificates where they use serverTLSBootstrap (EKS, GKE, kubeadm with a CSR approver).
+    `insecure_skip_verify: true` verifies nothing (then no ConfigMap is used).
+    """
+
+    ca_bundle_configmap: str | None = names.KUBE_ROOT_CA_CONFIGMAP
     ca_bundle_key: str = "ca.crt"
+    address_types: list[str] = ["InternalIP", "ExternalIP", "Hostname"]
     insecure_skip_verify: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insecure_drops_default_ca(cls, data: object) -> object:
+        # `{insecure_skip_verify: true}` alone means no CA: the default ConfigMap goes away; a
+        # ConfigMap given explicitly next to it is still refused below.
+        if isinstance(data, dict) and "ca_bundle_configmap" not in data:
+            try:
+                insecure = TypeAdapter(bool).validate_python(data.get("insecure_skip_verify", False))
+            except ValidationError:
+                return data  # the field's own validation reports it
+            if insecure:
+                return {**data, "ca_bundle_configmap": None}
+        return data
+
+    @field_validator("ca_bundle_configmap")
+    @classmethod
+    def _configmap(cls, v: str | None) -> str | None:
+        if v is not None and not DNS1123_SUBDOMAIN.fullmatch(v):
+            raise ValueError(f"ca_bundle_configmap {v!r} is not a ConfigMap name (a DNS-1123 subdomain)")
+        return v
+
+    @field_validator("ca_bundle_key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not CONFIGMAP_KEY.fullmatch(v) or v in (".", ".."):
+            raise ValueError(f"ca_bundle_key {v!r} is not a ConfigMap key ([-._a-zA-Z0-9], not '.' or '..')")
+        return v
+
+    @field_validator("address_types")
+    @classmethod
+    def _address_types(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("address_types needs at least one of " + ", ".join(NODE_ADDRESS_TYPES))
+        for kind in v:
+            if kind not in NODE_ADDRESS_TYPES:
+                raise ValueError(f"address type {kind!r} is not one of {', '.join(NODE_ADDRESS_TYPES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("address_types lists a type twice")
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> "KubeletTLS":

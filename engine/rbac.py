@@ -66,19 +66,32 @@ def _subject(account: str, namespace: str) -> dict:
     return {"kind": "ServiceAccount", "name": account, "namespace": namespace}
 
 
+def calls_api(step: str, settings: Settings) -> bool:
+    """Whether a step's own code talks to the Kubernetes API (and so its pod needs a token)."""
+    return bool(cluster_rules(step, settings) or NAMESPACED_RULES.get(step))
+
+
 def service_accounts(settings: Settings) -> list[dict]:
+    """One per step, plus the executor's (argoexec in pods without a token) and the Sensor's.
+
+    A step's pod gets a token exactly when its ServiceAccount says so: Argo never sets
+    automountServiceAccountToken true on a Pod (workflowpod.go, setupServiceAccount), so the
+    ServiceAccount's own field decides (ServiceAccount admission, shouldAutomount).
+    """
     ns = settings.namespace
-    accounts = [names.step_service_account(s) for s in (*names.STEPS, "executor")]
     out = [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(account, ns),
-            # Tokens are mounted per template (automountServiceAccountToken), never by default.
-            "automountServiceAccountToken": False,
+            "metadata": _meta(names.step_service_account(step), ns),
+            "automountServiceAccountToken": calls_api(step, settings),
         }
-        for account in accounts
+        for step in names.STEPS
     ]
+    executor = names.step_service_account("executor")
+    out.append(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(executor, ns), "automountServiceAccountToken": False}
+    )
     out.append(
         {
             "apiVersion": "v1",
@@ -87,6 +100,15 @@ def service_accounts(settings: Settings) -> list[dict]:
         }
     )
     return out
+
+
+def executor_token_secret(settings: Settings) -> dict:
+    """The token Secret Argo mounts for `executor.serviceAccountName` (util/secrets TokenName):
+    since Kubernetes 1.24 nothing creates it, so we do; the token controller fills it in."""
+    executor = names.step_service_account("executor")
+    meta = _meta(names.executor_token_secret(executor), settings.namespace)
+    meta["annotations"] = {"kubernetes.io/service-account.name": executor}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "kubernetes.io/service-account-token"}
 
 
 def roles(settings: Settings) -> list[dict]:

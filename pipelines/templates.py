@@ -83,7 +83,11 @@ def step(
         inputs=[Parameter(name=n) for n in inputs],
         outputs=_outputs(*outputs),
         service_account_name=names.step_service_account(step_name),
-        automount_service_account_token=needs_api,
+        # Argo copies this onto the Pod only when it is false (workflowpod.go, setupServiceAccount);
+        # a step that calls the API gets its token from its ServiceAccount (automount true there).
+        # Without a token of its own, argoexec (init, wait) reports outputs with the executor's
+        # token Secret, which Argo mounts for executor.serviceAccountName.
+        automount_service_account_token=None if needs_api else False,
         executor=None if needs_api else m.ExecutorConfig(service_account_name=names.step_service_account("executor")),
         security_context=_security(run_as_root),
         retry_strategy=_retry(),
@@ -118,13 +122,22 @@ def checkpoint(settings: Settings) -> Container:
         f"--path={cp.path}",
         f"--timeout={cp.timeout_seconds}",
     ]
+    tls = cp.kubelet_tls
+    args.append(f"--address-types={','.join(tls.address_types)}")
     volumes, mounts = [], []
-    if cp.kubelet_tls.insecure_skip_verify:
+    if tls.insecure_skip_verify:
         args.append("--insecure-skip-tls-verify=true")
     else:
-        args.append(f"--ca-bundle={CA_MOUNT}/{cp.kubelet_tls.ca_bundle_key}")
+        # The CA bundle as a configMap volume: kube-root-ca.crt (the default) exists in every
+        # namespace (kube-controller-manager's root-ca-cert-publisher), so nothing is created.
+        args += [f"--ca-bundle={CA_MOUNT}/{tls.ca_bundle_key}", f"--ca-configmap={tls.ca_bundle_configmap}"]
         volumes.append(
-            m.Volume(name="kubelet-ca", config_map=m.ConfigMapVolumeSource(name=cp.kubelet_tls.ca_bundle_configmap))
+            m.Volume(
+                name="kubelet-ca",
+                config_map=m.ConfigMapVolumeSource(
+                    name=tls.ca_bundle_configmap, items=[m.KeyToPath(key=tls.ca_bundle_key, path=tls.ca_bundle_key)]
+                ),
+            )
         )
         mounts.append(m.VolumeMount(name="kubelet-ca", mount_path=CA_MOUNT, read_only=True))
     return step(

@@ -1,19 +1,28 @@
 """checkpoint: ask the kubelet for a forensic checkpoint (CRIU dump) of one container.
 
 Calls the kubelet checkpoint API (KEP-2008) `POST /checkpoint/{namespace}/{pod}/{container}?timeout=N`
-either directly on the node's kubelet (--path=kubelet, the default: HTTPS to the node's
-InternalIP and kubelet port, verified against --ca-bundle, or not verified only with an explicit
---insecure-skip-tls-verify=true) or through the API server's node proxy (--path=apiserver-proxy).
-The container is frozen while it is dumped and then keeps running, unaware. The archive stays on
-the node (the kubelet never deletes it); the copy step moves it to the evidence store.
+either directly on the node's kubelet (--path=kubelet, the default) or through the API server's
+node proxy (--path=apiserver-proxy). The container is frozen while it is dumped and then keeps
+running, unaware. The archive stays on the node (the kubelet never deletes it); the copy step
+moves it to the evidence store.
+
+Direct TLS: the step connects to the first of the node's addresses of --address-types (ordered,
+like metrics-server's --kubelet-preferred-address-types) and verifies the kubelet's certificate
+against the NODE'S NAME with --ca-bundle (by default the cluster CA of ConfigMap kube-root-ca.crt,
+named by --ca-configmap for messages): a kubelet using serverTLSBootstrap has a certificate from
+that CA naming its hostname and addresses, a self-signed kubelet (kubeadm's default) has one
+naming only its hostname, from a CA nobody else has. --insecure-skip-tls-verify=true verifies
+nothing, explicitly. A TLS failure is one line: what was tried and which setting fixes it.
 
 Outputs: archive (the path the kubelet reported, on the node), checkpoint-time (UTC, RFC 3339,
 when the request was sent; the kubelet names the file after the same moment, in node-local time).
 
 Failures: 404 means the ContainerCheckpoint feature gate is off or the container is gone; 500
-means the container runtime cannot checkpoint (CRI-O without CRIU, containerd < 2.0, ...). A 500
-is final and never retried (every attempt freezes the container again); 429/502/503/504 and
-connection failures are retried; a read timeout is not (the kubelet may still be writing).
+means the container runtime cannot checkpoint (CRI-O without CRIU, containerd < 2.0, or CRIU
+refusing the process tree: an established TCP connection, such as a reverse shell, needs
+`tcp-established` in the node's /etc/criu/runc.conf). A 500 is final and never retried (every
+attempt freezes the container again); 429/502/503/504 and connection failures are retried; a
+read timeout is not (the kubelet may still be writing).
 
 RBAC: nodes get (to find the kubelet's address and port), and nodes/checkpoint create for the
 direct path (least privilege), or nodes/proxy create for the API-server path (broad: it also
@@ -29,6 +38,7 @@ import re
 import sys
 from collections.abc import Sequence
 
+from engine.config import NODE_ADDRESS_TYPES
 from steps import common
 from steps.common import Refused, StepError
 
@@ -62,32 +72,34 @@ class Final(Exception):
 # --- input ---------------------------------------------------------------------------------------
 
 
+def address_types(name: str, value: object) -> list[str]:
+    kinds = [k for k in common._scalar(name, value).split(",") if k]
+    if not kinds:
+        raise Refused(f"{name}: give at least one of {', '.join(NODE_ADDRESS_TYPES)}")
+    for kind in kinds:
+        if kind not in NODE_ADDRESS_TYPES:
+            raise Refused(f"{name}: {kind[:40]!r} is not one of {', '.join(NODE_ADDRESS_TYPES)}")
+    return kinds
+
+
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("checkpoint", __doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--pod", required=True)
-    parser.add_argument("--container", required=True)
-    parser.add_argument("--node", required=True)
-    parser.add_argument("--path", default="kubelet")
-    parser.add_argument("--timeout", default="120")
-    parser.add_argument("--ca-bundle", default="")
-    parser.add_argument("--insecure-skip-tls-verify", default="false")
-    args = parser.parse_args(argv)
-    for name, value in vars(args).items():  # a regex `$` would let "default\n" by
-        if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f]", value):
-            raise Refused(f"{name.replace('_', '-')}: control characters are not allowed")
-    args.namespace = common.dns_label("namespace", args.namespace)
-    args.pod = common.dns_subdomain("pod", args.pod)
-    args.container = common.dns_label("container", args.container)
-    args.node = common.dns_subdomain("node", args.node)
-    if args.path not in PATHS:
-        raise Refused(f"path: {common.one_line(args.path, 80)!r} is not one of {', '.join(PATHS)}")
-    timeout = common._scalar("timeout", args.timeout).strip()
+    parser.flag("namespace", common.dns_label)
+    parser.flag("pod", common.dns_subdomain)
+    parser.flag("container", common.dns_label)
+    parser.flag("node", common.dns_subdomain)
+    parser.flag("path", common.one_of(*PATHS), default="kubelet")
+    parser.flag("timeout", default="120")
+    parser.flag("ca-bundle", common._scalar, default="")
+    parser.flag("ca-configmap", lambda n, v: common.optional(common.dns_subdomain, n, v), default="")
+    parser.flag("insecure-skip-tls-verify", common.boolean, default="false")
+    parser.flag("address-types", address_types, default="InternalIP,ExternalIP,Hostname")
+    args = parser.parse(argv)
+    timeout = args.timeout.strip()
     if not re.fullmatch(r"\d{1,5}", timeout) or not 1 <= int(timeout) <= 3600:
         raise Refused(f"timeout: {timeout[:40]!r} is not a number of seconds between 1 and 3600")
     args.timeout = int(timeout)
-    args.insecure = common.boolean("insecure-skip-tls-verify", args.insecure_skip_tls_verify)
-    args.ca_bundle = common._scalar("ca-bundle", args.ca_bundle)
+    args.insecure = args.insecure_skip_tls_verify
     if args.path == "kubelet":
         if args.insecure and args.ca_bundle:
             raise Refused("give either --ca-bundle or --insecure-skip-tls-verify=true, not both")
@@ -117,7 +129,9 @@ def expected_archive(args) -> re.Pattern:
 # --- the two ways in -------------------------------------------------------------------------------
 
 
-def kubelet_address(api_client, node_name: str) -> tuple[str, int]:
+def kubelet_address(api_client, node_name: str, kinds: Sequence[str] = ("InternalIP", "ExternalIP", "Hostname")):
+    """(host, port, address type): the node's first address of `kinds`, in that order, and the
+    kubelet's port from status.daemonEndpoints (10250 when unset)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
@@ -129,28 +143,36 @@ def kubelet_address(api_client, node_name: str) -> tuple[str, int]:
         raise StepError(f"cannot read node {node_name}: {common.describe(exc)}") from exc
     node = json.loads(response.data or b"{}")
     status = node.get("status") or {}
-    addresses = {}
+    addresses: dict[str, str] = {}
     for entry in status.get("addresses") or []:
-        addresses.setdefault(entry.get("type"), entry.get("address"))
-    host = None
-    for kind in ("InternalIP", "ExternalIP"):
-        value = addresses.get(kind)
-        if value:
+        if isinstance(entry, dict) and isinstance(entry.get("address"), str):
+            addresses.setdefault(entry.get("type"), entry["address"])
+    host = kind = None
+    for wanted in kinds:
+        value = addresses.get(wanted)
+        if not value:
+            continue
+        if wanted.endswith("IP"):
             try:
-                ip = ipaddress.ip_address(value)
+                host = str(ipaddress.ip_address(value))
             except ValueError:
                 continue
-            host = f"[{ip}]" if ip.version == 6 else str(ip)
-            break
+        elif common.DNS1123_SUBDOMAIN.match(value):
+            host = value
+        else:
+            continue
+        kind = wanted
+        break
     if host is None:
-        hostname = addresses.get("Hostname") or ""
-        if not common.DNS1123_SUBDOMAIN.match(hostname):
-            raise StepError(f"node {node_name} reports no InternalIP, ExternalIP or Hostname address")
-        host = hostname
+        has = ", ".join(sorted(t for t in addresses if isinstance(t, str))) or "none"
+        raise StepError(
+            f"node {node_name} reports no usable address of types {', '.join(kinds)} (it has: {has}); "
+            "set checkpoint.kubelet_tls.address_types"
+        )
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_KUBELET_PORT
     if not isinstance(port, int) or not 0 < port < 65536:
         raise StepError(f"node {node_name} reports kubelet port {port!r}")
-    return host, port
+    return host, port, kind
 
 
 def credentials(api_client) -> tuple[dict[str, str], tuple[str, str] | None]:
@@ -168,43 +190,63 @@ def credentials(api_client) -> tuple[dict[str, str], tuple[str, str] | None]:
 
 
 def direct(args, api_client) -> str:
-    import requests
+    """POST to the kubelet at the node's address, verifying its certificate against the node's name."""
     import urllib3
 
-    host, port = kubelet_address(api_client, args.node)
+    host, port, kind = kubelet_address(api_client, args.node, args.address_types)
     headers, cert = credentials(api_client)
     headers["Accept"] = "application/json"
-    url = f"https://{host}:{port}/checkpoint/{args.namespace}/{args.pod}/{args.container}"
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    path = f"/checkpoint/{args.namespace}/{args.pod}/{args.container}?timeout={args.timeout}"
     if args.insecure:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         common.log(
-            f"checkpoint: warning: NOT verifying the kubelet's certificate at {host}:{port} "
+            f"checkpoint: warning: NOT verifying the kubelet's certificate at {shown} "
             "(insecure_skip_verify); a node impersonator would receive the container's memory"
         )
-    verify: str | bool = False if args.insecure else args.ca_bundle
-    common.log(f"checkpoint: POST {url}?timeout={args.timeout} (direct to the kubelet)")
+        tls = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+    else:
+        # SNI and the name checked are the node's name, whatever address the connection goes to.
+        tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": args.ca_bundle, "server_hostname": args.node}
+    if cert:
+        tls.update(cert_file=cert[0], key_file=cert[1])
+    pool = urllib3.HTTPSConnectionPool(
+        host, port, timeout=urllib3.Timeout(connect=10, read=read_timeout(args)), retries=False, maxsize=1, **tls
+    )
+    verified = "nothing verified" if args.insecure else f"verifying the name {args.node}"
+    common.log(f"checkpoint: POST https://{shown}{path} (direct to the kubelet, {kind} address, {verified})")
 
     def attempt() -> str:
         try:
-            response = requests.post(
-                url,
-                params={"timeout": str(args.timeout)},
-                headers=headers,
-                cert=cert,
-                verify=verify,
-                timeout=(10, read_timeout(args)),
-                allow_redirects=False,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise Final(
-                f"TLS to the kubelet at {host}:{port} failed ({tls_reason(exc)}); --ca-bundle must hold the CA that "
-                "signs the kubelets' serving certificates"
-            ) from None
-        except requests.exceptions.ReadTimeout:
+            response = pool.request("POST", path, headers=headers, redirect=False)
+        except urllib3.exceptions.SSLError as exc:
+            raise Final(tls_failure(args, shown, exc)) from None
+        except urllib3.exceptions.ReadTimeoutError:
             raise Final(read_timeout_message(args)) from None
-        return answer(response.status_code, response.text)
+        return answer(response.status, response.data.decode("utf-8", "replace"))
 
-    return call(args, attempt, "nodes/checkpoint")
+    try:
+        return call(args, attempt, "nodes/checkpoint")
+    finally:
+        pool.close()
+
+
+def tls_failure(args, shown: str, exc: BaseException) -> str:
+    """One line (the step's error line is cut at 400 characters): the address, the name verified
+    (the node's) and the CA source, then the settings that fix it."""
+    reason = tls_reason(exc)
+    source = f"ConfigMap {args.ca_configmap}" if args.ca_configmap else args.ca_bundle
+    tried = f"TLS to the kubelet of {args.node} at {shown} failed ({reason}; verified: the node name, CA {source})"
+    insecure = "or kubelet_tls.insecure_skip_verify: true"
+    if "self-signed certificate" in reason or "unable to get local issuer" in reason:
+        what = "a self-signed kubelet" if "self-signed" in reason else "a kubelet certificate from another CA"
+        return (
+            f"{tried}: {what}; fix: serverTLSBootstrap: true and approved kubelet-serving CSRs, "
+            f"or kubelet_tls.ca_bundle_configmap with the kubelets' CAs, {insecure}"
+        )
+    if "mismatch" in reason:
+        return f"{tried}: the certificate does not name the node; fix: serverTLSBootstrap: true, {insecure}"
+    return f"{tried}; fix the kubelets' certificates or checkpoint.kubelet_tls, {insecure}"
 
 
 def via_apiserver(args, api_client) -> str:
@@ -264,9 +306,12 @@ def read_timeout_message(args) -> str:
 
 
 def tls_reason(exc: BaseException) -> str:
+    """OpenSSL's reason, without the `[SSL: ...]` tag and the `(_ssl.c:NNN)` tail."""
     text = str(exc)
-    found = re.search(r"\[SSL: [A-Z_]+\][^(')\"]*", text)
-    return common.one_line(found.group(0) if found else text, 160)
+    found = re.search(r"\[SSL: [A-Z_]+\] ?(.*?)(?: \(_ssl\.c:\d+\)|$)", text)
+    reason = found.group(1) if found and found.group(1) else text
+    reason = reason.removeprefix("certificate verify failed: ").split(", certificate is not valid for")[0].rstrip(".")
+    return common.one_line(reason, 120)
 
 
 def answer(code: int, text: str) -> str:
@@ -309,10 +354,41 @@ def explain(args, code: int, text: str, permission: str) -> str:
             f"or the container is gone ({detail})"
         )
     if code == 500:
-        return f"container runtime on {args.node} cannot checkpoint: {detail}"
+        return criu_refusal(args, text) or f"container runtime on {args.node} cannot checkpoint: {detail}"
     if code in (401, 403):
         return f"checkpoint refused with {code} ({detail}): the step's service account needs RBAC {permission} create"
     return f"checkpoint API on {args.node} answered {code}: {detail}"
+
+
+CRIU_CONFIG_FIX = "add a line `tcp-established` to /etc/criu/runc.conf on the node (crun reads /etc/criu/crun.conf first if present)"
+
+
+def criu_refusal(args, text: str) -> str | None:
+    """One line for a 500 in which CRIU refused the dump, with the node fix; None otherwise.
+
+    CRIU's own reason (criu/sk-inet.c, can_dump_inet_sk: "Connected TCP socket, consider using
+    --tcp-established option.") reaches the kubelet only through CRI-O with runc >= 1.2 (runc quotes
+    dump.log's Error lines on stderr, libcontainer/criu_linux.go logCriuErrors; CRI-O puts stderr in
+    its error, internal/oci/runtime_oci.go runtimeCmd) or crun ("--- excerpt from CRIU log").
+    containerd's shim keeps the first line only, `criu failed: type DUMP errno 0 path= <bundle>/
+    criu-dump.log` (cmd/containerd-shim-runc-v2/process/init.go checkpoint), and older runc said
+    `type NOTIFY ... log file: <dump.log>`: then the log on the node holds the reason.
+    """
+    where = f"{args.namespace}/{args.pod}/{args.container}"
+    if "Connected TCP socket" in text:
+        return (
+            f"CRIU on {args.node} refused to checkpoint {where}: a process in it holds an established TCP connection "
+            f'(CRIU: "Connected TCP socket"; a reverse shell?); fix: {CRIU_CONFIG_FIX}'
+        )
+    failed = re.search(r"criu failed: [^\n]*?errno \d+|CRIU checkpointing failed: -?\d+", text)
+    if not failed:
+        return None
+    log = re.search(r"(?:path=|log file:|CRIU log `?)\s*(/[^\s`'\\]+\.log)", text)
+    return (
+        f"CRIU on {args.node} could not checkpoint {where} ({failed.group(0)}); if its log says "
+        f'"Connected TCP socket" (an established connection: a reverse shell?), add a line `tcp-established` to '
+        f"/etc/criu/runc.conf on the node; log: {log.group(1) if log else 'dump.log'} on the node"
+    )
 
 
 def archive_path(args, body: str) -> str:

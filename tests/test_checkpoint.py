@@ -1,8 +1,11 @@
-"""checkpoint step, through `python -m steps.checkpoint` against the stand-in API and kubelet.
+"""checkpoint step, through `python -m steps.checkpoint` against the stand-in API and kubelets.
 
-The kubelet of the stand-in serves HTTPS with a certificate from its own CA (kube.kubelet_ca),
-answers 404 with the gate off and 500 when the runtime cannot checkpoint, like the real one.
-The full pipeline (checkpoint, then copy on the same node directory) is in test_copy.py.
+The stand-in kubelets serve TLS as real ones do (standin.kube.pki): node-1 of the `kube` fixture
+uses serverTLSBootstrap (a certificate from the cluster CA, the one in ConfigMap kube-root-ca.crt,
+naming the node's hostname and addresses); a `self-signed` node has its own throwaway CA and names
+only its hostname, as kubeadm's default kubelet does. The kubelet answers 404 with the gate off and
+500 when the runtime cannot checkpoint, like the real one. The full pipeline (checkpoint, then copy
+on the same node directory) is in test_copy.py.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ def pod(kube):
     return kube
 
 
+@pytest.fixture
+def proxy_rbac(kube):
+    """The RBAC `make build` generates with `checkpoint.path: apiserver-proxy` (nodes/proxy create
+    instead of nodes/checkpoint), applied over build/'s: what a cluster built that way enforces."""
+    from engine import config, rbac
+
+    settings = config.load(ROOT / "response.yaml").settings
+    settings = settings.model_copy(
+        update={"checkpoint": settings.checkpoint.model_copy(update={"path": "apiserver-proxy"})}
+    )
+    kube.apply([o for o in rbac.roles(settings) if o["metadata"]["name"] == "falco-response-checkpoint"])
+    return kube
+
+
 def run(env: dict, outputs: Path, **flags: str) -> subprocess.CompletedProcess:
     args = {"namespace": "default", "pod": "web", "container": "app", "node": "node-1", "timeout": "30", **flags}
     argv = [sys.executable, "-m", "steps.checkpoint", *(f"--{k.replace('_', '-')}={v}" for k, v in args.items())]
@@ -38,6 +55,13 @@ def outputs(directory: Path) -> dict[str, str]:
 
 def posts(kube, path: str) -> list[int]:
     return [status for method, p, status in kube.requests if method == "POST" and p == path]
+
+
+def root_ca(kube, tmp_path: Path) -> Path:
+    """The file the step's pod sees: ConfigMap kube-root-ca.crt, key ca.crt, of its namespace."""
+    path = tmp_path / "kube-root-ca.crt"
+    path.write_text(kube.get("configmaps", "falco-response", "kube-root-ca.crt")["data"]["ca.crt"])
+    return path
 
 
 def assert_one_error_line(result, *fragments: str) -> None:
@@ -72,13 +96,140 @@ def test_insecure_skip_verify_works_and_warns(pod, step_env, tmp_path):
 def test_tls_failure_without_the_kubelet_ca(pod, step_env, tmp_path):
     result = run(step_env(), tmp_path / "out", ca_bundle=certifi.where())
     assert result.returncode == 1
-    assert_one_error_line(result, "TLS to the kubelet", "CERTIFICATE_VERIFY_FAILED", "--ca-bundle")
+    assert_one_error_line(
+        result, "TLS to the kubelet of node-1 at 127.0.0.1:", "unable to get local issuer certificate",
+        f"verified: the node name, CA {certifi.where()}", "kubelet_tls.ca_bundle_configmap",
+    )
     assert posts(pod, CHECKPOINT) == []  # the handshake failed before any request
     assert list(pod.checkpoint_dir("node-1").iterdir()) == []
     assert outputs(tmp_path / "out") == {}
 
 
-def test_apiserver_proxy_path(pod, step_env, tmp_path):
+# --- kubelet TLS as real clusters serve it ---------------------------------------------------
+
+
+def test_default_trusts_a_bootstrapped_kubelet_with_kube_root_ca(pod, step_env, tmp_path):
+    """What the default settings do on EKS, GKE or kubeadm with serverTLSBootstrap: the bundle is
+    ConfigMap kube-root-ca.crt (rootcacertpublisher/publisher.go puts the cluster CA in every
+    namespace), which signed the kubelet's kubernetes.io/kubelet-serving certificate."""
+    result = run(step_env(), tmp_path / "out", ca_bundle=str(root_ca(pod, tmp_path)), ca_configmap="kube-root-ca.crt")
+    assert result.returncode == 0, result.stderr
+    assert "(direct to the kubelet, InternalIP address, verifying the name node-1)" in result.stdout
+    assert posts(pod, CHECKPOINT) == [200]
+
+
+def test_self_signed_kubelet_is_verified_by_node_name_not_by_ip(kube, step_env, tmp_path):
+    """A kubelet without serverTLSBootstrap (cmd/kubelet/app/server.go InitializeTLS ->
+    client-go util/cert GenerateSelfSignedCertKey(hostname, nil, nil)) names only its hostname:
+    with its CA in the bundle, the connection to its InternalIP verifies only against the node's
+    name. Today's step verified the IP and failed with an IP address mismatch."""
+    kube.add_node("node-2", tls="self-signed")
+    kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "nginx:1.27"}])
+    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.node_ca("node-2")))
+    assert result.returncode == 0, result.stderr
+    assert posts(kube, CHECKPOINT) == [200]
+    assert (kube.checkpoint_dir("node-2") / outputs(tmp_path / "out")["archive"].rsplit("/", 1)[1]).is_file()
+
+
+def test_self_signed_kubelet_with_the_default_ca_fails_in_one_line_with_the_fix(kube, step_env, tmp_path):
+    """kubeadm's default kubelet serves its certificate and its own CA (kubelet.crt holds both), so
+    OpenSSL says "self-signed certificate in certificate chain" against kube-root-ca.crt. The one
+    line says what was tried (address, name, CA source) and which settings fix it."""
+    kube.add_node("node-2", tls="self-signed")
+    kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "nginx:1.27"}])
+    result = run(
+        step_env(), tmp_path / "out", node="node-2", ca_bundle=str(root_ca(kube, tmp_path)), ca_configmap="kube-root-ca.crt"
+    )
+    assert result.returncode == 1  # final: a retry would not change the certificate
+    assert_one_error_line(
+        result,
+        "TLS to the kubelet of node-2 at 127.0.0.1:",
+        "self-signed certificate in certificate chain",
+        "verified: the node name, CA ConfigMap kube-root-ca.crt",
+        "a self-signed kubelet; fix: serverTLSBootstrap: true and approved kubelet-serving CSRs",
+        "kubelet_tls.ca_bundle_configmap with the kubelets' CAs",
+        "kubelet_tls.insecure_skip_verify: true",
+    )
+    assert posts(kube, CHECKPOINT) == [] and list(kube.checkpoint_dir("node-2").iterdir()) == []
+
+
+def test_address_types_pick_the_address_in_order(pod, step_env, tmp_path):
+    """Like metrics-server's --kubelet-preferred-address-types: the first type the node reports
+    (node-1 has InternalIP and Hostname, no ExternalIP); none of them is a one-line error."""
+    ok = run(step_env(), tmp_path / "a", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,InternalIP")
+    assert ok.returncode == 0, ok.stderr
+    assert "InternalIP address" in ok.stdout
+    none = run(step_env(), tmp_path / "b", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,ExternalDNS")
+    assert none.returncode == 1
+    assert_one_error_line(
+        none, "node node-1 reports no usable address of types ExternalIP, ExternalDNS (it has: Hostname, InternalIP)",
+        "checkpoint.kubelet_tls.address_types",
+    )
+    assert posts(pod, CHECKPOINT) == [200]
+
+
+# --- CRIU and established TCP connections ----------------------------------------------------
+
+
+def test_reverse_shell_is_refused_by_criu_and_explained_with_the_node_fix(kube, step_env, tmp_path):
+    """A container holding an established TCP connection on a node whose /etc/criu/runc.conf has no
+    `tcp-established`: CRIU refuses (criu/sk-inet.c can_dump_inet_sk), containerd 2.x answers
+    `criu failed: type DUMP errno 0 path= <bundle>/criu-dump.log` (cmd/containerd-shim-runc-v2/
+    process/init.go), the kubelet 500 (pkg/kubelet/server/server.go). One attempt, one line."""
+    kube.add_pod("default", "web", "node-1", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
+    result = run(step_env(), tmp_path / "out", ca_bundle=str(kube.kubelet_ca))
+    assert result.returncode == 1  # not 75: retrying freezes the container again for the same refusal
+    cid = kube.get("pods", "default", "web")["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
+    assert_one_error_line(
+        result,
+        "CRIU on node-1 could not checkpoint default/web/app (criu failed: type DUMP errno 0)",
+        '"Connected TCP socket"',
+        "add a line `tcp-established` to /etc/criu/runc.conf on the node",
+        f"log: /run/containerd/io.containerd.runtime.v2.task/k8s.io/{cid}/criu-dump.log on the node",
+    )
+    assert posts(kube, CHECKPOINT) == [500]
+    assert list(kube.checkpoint_dir("node-1").iterdir()) == [] and outputs(tmp_path / "out") == {}
+
+
+def test_reverse_shell_is_dumped_where_criu_allows_tcp_established(kube, step_env, tmp_path):
+    """runc passes /etc/criu/runc.conf to CRIU (libcontainer/criu_linux.go
+    handleCriuConfigurationFile): with `tcp-established` there the connection is dumped."""
+    kube.add_node("node-2", tcp_established=True)
+    kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
+    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
+    assert result.returncode == 0, result.stderr
+    assert posts(kube, CHECKPOINT) == [200]
+
+
+def test_crio_message_with_criu_reason_is_recognised():
+    """CRI-O puts runc's stderr into its error (internal/oci/runtime_oci.go runtimeCmd; internal/
+    lib/checkpoint.go "failed to checkpoint container %s"), and runc >= 1.2 quotes dump.log's Error
+    lines there (libcontainer/criu_linux.go logCriuErrors), so the kubelet's 500 carries CRIU's
+    "Connected TCP socket" line. The stand-in kubelet is containerd's, so this message is fed to
+    the step's classifier directly."""
+    from types import SimpleNamespace
+
+    from steps.checkpoint import explain
+
+    cid = "4f" * 32
+    userdata = f"/var/lib/containers/storage/overlay-containers/{cid}/userdata"
+    text = (
+        "checkpointing of default/web/app failed (rpc error: code = Unknown desc = failed to checkpoint container "
+        f'{cid}: running "/usr/bin/runc" ["checkpoint" "--file-locks" "--image-path" "{userdata}/checkpoint" '
+        f'"--work-path" "{userdata}" "--leave-running" "{cid}"] failed: `/usr/bin/runc --root /run/runc '
+        f"--systemd-cgroup checkpoint --file-locks --image-path {userdata}/checkpoint --work-path {userdata} "
+        f'--leave-running {cid}` failed: time="2025-05-01T10:00:00Z" level=warning msg="--- Quoting '
+        f'\\"{userdata}/dump.log\\""\ntime="2025-05-01T10:00:00Z" level=warning msg="1957:(00.063420) Error '
+        '(criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option."\n'
+        'time="2025-05-01T10:00:00Z" level=error msg="criu failed: type DUMP errno 0"\n : exit status 1)'
+    )
+    args = SimpleNamespace(namespace="default", pod="web", container="app", node="node-1")
+    line = explain(args, 500, text, "nodes/checkpoint")
+    assert line.startswith("CRIU on node-1 refused to checkpoint default/web/app: a process in it holds an established TCP")
+    assert "add a line `tcp-established` to /etc/criu/runc.conf on the node" in line and "\n" not in line
+
+
+def test_apiserver_proxy_path(pod, proxy_rbac, step_env, tmp_path):
     result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
     assert result.returncode == 0, result.stderr
     assert "nodes/proxy" in result.stdout and "warning" in result.stdout
@@ -98,7 +249,7 @@ def test_gate_off_404(pod, step_env, tmp_path):
     assert posts(pod, CHECKPOINT) == [404]
 
 
-def test_container_gone_404_through_proxy(pod, step_env, tmp_path):
+def test_container_gone_404_through_proxy(pod, proxy_rbac, step_env, tmp_path):
     pod.delete("pods", "default", "web")
     result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
     assert result.returncode == 1
@@ -123,7 +274,7 @@ def test_429_burst_is_retried(pod, step_env, tmp_path):
     assert result.stdout.count("transient failure") == 3
 
 
-def test_503_that_outlives_the_retries_exits_75(pod, step_env, tmp_path):
+def test_503_that_outlives_the_retries_exits_75(pod, proxy_rbac, step_env, tmp_path):
     pod.fail_next(503, count=50, method="POST", path="/proxy/checkpoint/")
     result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
     assert result.returncode == 75
@@ -154,6 +305,8 @@ HOSTILE = {
     "path": ["https://evil.example/"],
     "timeout": ["-1", "10; rm", "99999"],
     "insecure_skip_tls_verify": ["maybe"],
+    "address_types": ["Foo", "InternalIP,Evil", ","],
+    "ca_configmap": ["../kube-root-ca.crt", "Bad_Name"],
 }
 
 
@@ -191,3 +344,63 @@ def test_tls_flags_are_checked_first(pod, step_env, tmp_path, flags, message):
     assert result.returncode == 1
     assert_one_error_line(result, message)
     assert pod.requests == []
+
+
+# --- containment after a failed checkpoint, through a whole pipeline ---------------------------
+
+
+def contained_demo(tmp_path: Path, **options):
+    """The demo's pipeline from build/ (checkpoint-and-quarantine: quarantine depends on
+    `checkpoint.Succeeded || checkpoint.Failed || checkpoint.Errored`) on a node set up as `options`."""
+    import io
+
+    from engine.demo import NODE, Demo, default_event
+
+    out = io.StringIO()
+    with Demo(ROOT / "build", workdir=tmp_path / "demo", out=out, **options) as demo:
+        result = demo.run(default_event().read_bytes(), source="test")
+        pod = demo.kube.get("pods", "default", "kubecon")
+        archives = list(Path(demo.kube.checkpoint_dir(NODE)).iterdir())
+    phases = {t.name: t.phase for t in result.run.tasks}
+    checkpoint = next(t for t in result.run.tasks if t.name == "checkpoint")
+    assert result.exit_code == 1 and result.run.phase == "Failed"
+    assert phases == {"verify": "Succeeded", "checkpoint": "Failed", "copy": "Omitted", "quarantine": "Succeeded"}
+    assert len(checkpoint.attempts) == 1  # final: not retried
+    assert pod["metadata"]["labels"]["falco-response.io/quarantined"] == "true" and archives == []
+    return out.getvalue()
+
+
+def test_self_signed_node_still_contains_the_pod_and_shows_the_remedy(tmp_path):
+    """`make demo KUBELET_TLS=self-signed`: default settings (kube-root-ca.crt) against a kubeadm-
+    default kubelet; the remedy line is printed whole and the pod is quarantined all the same."""
+    out = contained_demo(tmp_path, kubelet_tls="self-signed")
+    assert "checkpoint: error: TLS to the kubelet of node-1 at 127.0.0.1:" in out
+    assert "CA ConfigMap kube-root-ca.crt): a self-signed kubelet; fix: serverTLSBootstrap: true" in out
+    assert "kubelet_tls.insecure_skip_verify: true" in out
+
+
+def test_reverse_shell_still_contains_the_pod_and_shows_the_node_fix(tmp_path):
+    """`make demo REVERSE_SHELL=1`: CRIU refuses the established connection (containerd's 500), the
+    step says which node setting fixes it, and the quarantine runs after the failed checkpoint."""
+    out = contained_demo(tmp_path, reverse_shell=True)
+    assert "checkpoint: error: CRIU on node-1 could not checkpoint default/kubecon/alpine (criu failed: type DUMP" in out
+    assert "add a line `tcp-established` to /etc/criu/runc.conf on the node; log: /run/containerd/" in out
+
+
+def test_demo_command_takes_the_node_options():
+    """The CLI `make demo` runs: --kubelet-tls and --reverse-shell reach the stand-in node."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo", "--reverse-shell"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=180,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no tcp-established" in proc.stdout and "tcp-established` to /etc/criu/runc.conf" in proc.stdout
+    assert "quarantined, detached" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "demo", "--kubelet-tls", "none"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "invalid choice: 'none'" in bad.stderr

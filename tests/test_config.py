@@ -62,6 +62,14 @@ def _error(mutate) -> str:
         (lambda r: r["settings"]["checkpoint"].update(path="ssh"), "settings.checkpoint.path"),
         (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(insecure_skip_verify=True),
          "settings.checkpoint.kubelet_tls: set either ca_bundle_configmap or insecure_skip_verify"),
+        (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(address_types=["InternalIP", "PodIP"]),
+         "settings.checkpoint.kubelet_tls.address_types: address type 'PodIP' is not one of Hostname, InternalIP"),
+        (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(address_types=[]),
+         "settings.checkpoint.kubelet_tls.address_types: address_types needs at least one of"),
+        (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(ca_bundle_key="../ca.crt"),
+         "settings.checkpoint.kubelet_tls.ca_bundle_key: ca_bundle_key '../ca.crt' is not a ConfigMap key"),
+        (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(ca_bundle_configmap="Kubelet CA"),
+         "settings.checkpoint.kubelet_tls.ca_bundle_configmap: ca_bundle_configmap 'Kubelet CA' is not a ConfigMap name"),
         (lambda r: r["settings"]["evidence"].update(bucket="Bad_Bucket"), "settings.evidence.bucket"),
         (lambda r: r["settings"]["evidence"].update(object_lock={"mode": "FOREVER", "days": 1}),
          "settings.evidence.object_lock.mode"),
@@ -96,3 +104,44 @@ def test_not_yaml_is_a_clear_error(tmp_path):
     bad.write_text("policies: [unclosed\n")
     with pytest.raises(config.ConfigError, match="not valid YAML"):
         config.load(bad)
+
+
+def _checkpoint_template(build_dir: Path) -> dict:
+    wt = yaml.safe_load((build_dir / "pipelines" / "workflowtemplate-falco-checkpoint-only.yaml").read_text())
+    return next(t for t in wt["spec"]["templates"] if t["name"] == "checkpoint")
+
+
+def test_kubelet_tls_default_is_kube_root_ca_verified_by_node_name():
+    """By default the step trusts ConfigMap kube-root-ca.crt (key ca.crt), which kube-controller-
+    manager's root-ca-cert-publisher keeps in every namespace (pkg/controller/certificates/
+    rootcacertpublisher/publisher.go), so `make build` asks for nothing to be created."""
+    tls = config.load(ROOT / "response.yaml").settings.checkpoint.kubelet_tls
+    assert (tls.ca_bundle_configmap, tls.ca_bundle_key, tls.insecure_skip_verify) == ("kube-root-ca.crt", "ca.crt", False)
+    assert config.KubeletTLS() == tls  # response.yaml shows the defaults
+    template = _checkpoint_template(ROOT / "build")
+    args = template["container"]["args"]
+    assert "--ca-bundle=/etc/kubelet-ca/ca.crt" in args and "--ca-configmap=kube-root-ca.crt" in args
+    assert "--address-types=InternalIP,ExternalIP,Hostname" in args
+    volume = next(v for v in template["volumes"] if v["name"] == "kubelet-ca")
+    assert volume["configMap"] == {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert "kube-root-ca.crt" not in (ROOT / "build" / "create-secrets.sh").read_text()
+
+
+def test_readme_insecure_form_builds(tmp_path):
+    """The README's `kubelet_tls: {insecure_skip_verify: true}` drops the default ConfigMap (it
+    failed with "set either ca_bundle_configmap or insecure_skip_verify"); giving both explicitly
+    is still refused (test_errors_name_the_offending_key)."""
+    raw = _raw()
+    raw["settings"]["checkpoint"]["kubelet_tls"] = {"insecure_skip_verify": True}
+    policy = tmp_path / "response.yaml"
+    policy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "build", "--policy-file", str(policy), "--out", str(tmp_path / "b")],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "insecure_skip_verify: the kubelet's identity is not checked" in result.stdout
+    template = _checkpoint_template(tmp_path / "b")
+    assert "--insecure-skip-tls-verify=true" in template["container"]["args"]
+    assert not [a for a in template["container"]["args"] if a.startswith(("--ca-bundle", "--ca-configmap"))]
+    assert [v["name"] for v in template["volumes"]] == ["tmp"]

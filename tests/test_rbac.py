@@ -98,7 +98,38 @@ def test_every_workflow_pod_account_exists_and_has_executor_rights():
                     assert EXECUTOR <= grants[account], account
 
 
-def test_step_accounts_do_not_automount_tokens():
-    for obj in _load_rbac():
-        if obj["kind"] == "ServiceAccount" and obj["metadata"]["name"] != names.SENSOR_SERVICE_ACCOUNT:
-            assert obj["automountServiceAccountToken"] is False
+def test_a_token_is_mounted_exactly_where_a_step_calls_the_api():
+    """Argo copies a template's automountServiceAccountToken onto the Pod only when it is false
+    (workflow/controller/workflowpod.go, setupServiceAccount), and ServiceAccount admission then
+    takes the Pod's field, else the ServiceAccount's, else true (plugin/pkg/admission/
+    serviceaccount/admission.go, shouldAutomount). So the ServiceAccount decides for API-calling
+    steps, and a template's `true` would be a no-op that misleads: none may say it."""
+    automount = {o["metadata"]["name"]: o.get("automountServiceAccountToken") for o in _load_rbac()
+                 if o["kind"] == "ServiceAccount"}
+    for step in names.STEPS:
+        assert automount[names.step_service_account(step)] is (step != "copy"), step
+    assert automount[names.step_service_account("executor")] is False
+    for path in sorted((BUILD / "pipelines").glob("*.yaml")):
+        for template in yaml.safe_load(path.read_text())["spec"]["templates"]:
+            if "container" in template:
+                assert template.get("automountServiceAccountToken") in (None, False), (path.name, template["name"])
+
+
+def test_the_executor_token_secret_exists_where_an_executor_account_is_used():
+    """`executor.serviceAccountName` makes the controller mount the Secret named by
+    util/secrets/secret_name.go TokenNameForServiceAccount (`<sa>.service-account-token` for an
+    account without `secrets`); since Kubernetes 1.24 nothing creates it, so build/ must."""
+    objects = _load_rbac()
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects if o["kind"] == "Secret"}
+    for path in sorted((BUILD / "pipelines").glob("*.yaml")):
+        wt = yaml.safe_load(path.read_text())
+        for template in wt["spec"]["templates"]:
+            executor = (template.get("executor") or {}).get("serviceAccountName")
+            if template.get("automountServiceAccountToken") is False:
+                assert executor, f"{path.name}: {template['name']}: Argo refuses automount false without an executor"
+            if not executor:
+                continue
+            secret = secrets.get((wt["metadata"]["namespace"], names.executor_token_secret(executor)))
+            assert secret is not None, f"{path.name}: {template['name']}: no token Secret for {executor}"
+            assert secret["type"] == "kubernetes.io/service-account-token"
+            assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == executor
