@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from engine import build, config
+from engine import build, config, names
 from tests import argo_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +76,71 @@ def test_eventsource_matches_contract():
     assert "webhookContext" not in hook
 
 
-def test_falcosidekick_values_use_the_map_form():
+def test_falcosidekick_values_point_at_the_eventsource_and_the_secret():
+    """The token is not in the values: config.existingSecret (tests/test_falcosidekick.py checks the keys
+    against the charts and follows the header to the webhook)."""
     values = yaml.safe_load((BUILD / "falcosidekick-values.yaml").read_text())
-    hook = values["falcosidekick"]["config"]["webhook"]
-    assert hook["address"] == "http://falco-eventsource-svc.argo-events.svc.cluster.local:12000/falco"
-    assert hook["customheaders"]["Authorization"].startswith("Bearer ")
+    config = values["falcosidekick"]["config"]
+    assert config["webhook"] == {"address": "http://falco-eventsource-svc.argo-events.svc.cluster.local:12000/falco",
+                                 "method": "POST", "minimumpriority": "debug"}
+    assert config["existingSecret"] == "falcosidekick-webhook-auth"
+
+
+def test_every_object_carries_the_prune_label():
+    """The README's apply prunes by app.kubernetes.io/part-of=falco-response: an object without it is
+    never pruned, and `-l` also skips applying it."""
+    missing = [path for path, obj in _objects()
+               if (obj["metadata"].get("labels") or {}).get(names.PART_OF) != names.APP]
+    assert not missing, f"no {names.PART_OF}={names.APP} label: {missing}"
+
+
+def test_readme_apply_command_prunes_every_kind_in_build():
+    """kubectl's default prune allowlist (k8s.io/kubectl pkg/util/prune) lacks Argo's CRDs and RBAC:
+    the README's command lists every kind build/ holds, exactly as build.apply_command prints it."""
+    objects = [obj for _, obj in _objects()]
+    command = build.apply_command(objects)
+    assert command in (ROOT / "README.md").read_text(), f"README.md must show, verbatim:\n{command}"
+    listed = {line.split("=", 1)[1].rstrip(" \\") for line in command.splitlines() if "--prune-allowlist=" in line}
+    kinds = {(o["apiVersion"].rpartition("/")[0] or "core") + "/" + o["apiVersion"].rpartition("/")[2] + "/" + o["kind"]
+             for o in objects}
+    assert listed == kinds
+
+
+def _build_cli(policy_file: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "build", "--policy-file", str(policy_file),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_build_out_removes_only_files_it_generated(tmp_path):
+    """A policy removed from response.yaml takes its Sensor file with it; a file we did not write stays,
+    even one in a generated folder."""
+    out = tmp_path / "out"
+    policy = ROOT / "response.yaml"
+    assert _build_cli(policy, out).returncode == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "sensors" / "my-sensor.yaml").write_text("kind: Sensor\n")
+    fewer = yaml.safe_load(policy.read_text())
+    dropped = fewer["policies"].pop()["name"]
+    fewer_file = tmp_path / "response.yaml"
+    fewer_file.write_text(yaml.safe_dump(fewer, sort_keys=False))
+    done = _build_cli(fewer_file, out)
+    assert done.returncode == 0, done.stderr
+    assert not (out / f"sensors/sensor-falco-response-{dropped}.yaml").exists()
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sensors/my-sensor.yaml").exists()
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert f"sensors/sensor-falco-response-{dropped}.yaml" not in kustomization["resources"]
+
+
+def test_build_out_refuses_to_overwrite_a_foreign_file(tmp_path):
+    """One line, and nothing touched, when a file we did not write stands where a generated one goes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kustomization.yaml").write_text("resources: [mine.yaml]\n")
+    (out / "mine.yaml").write_text("kind: ConfigMap\n")
+    done = _build_cli(ROOT / "response.yaml", out)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "kustomization.yaml was not written by `make build`" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["kustomization.yaml", "mine.yaml"]
 
 
 def test_copy_step_is_pinned_without_nodename():
