@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EVENT  ?=
 POLICY ?=
+KUBELET_TLS ?=
+REVERSE_SHELL ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install build check-build lint test demo simulate submit bench clean
@@ -28,8 +30,8 @@ lint: install ## pyflakes on every module, and validate build/ strictly
 test: install ## run the whole test suite (offline, local stand-in world)
 	$(PY) -m pytest -q -n 2
 
-demo: install ## run one Falco alert end to end on the local stand-in world (EVENT=path POLICY=name)
-	$(PY) -m engine.cli demo $(if $(EVENT),--event $(EVENT)) $(if $(POLICY),--policy $(POLICY))
+demo: install ## run one Falco alert end to end on the local stand-in world (EVENT=path POLICY=name KUBELET_TLS=self-signed REVERSE_SHELL=1)
+	$(PY) -m engine.cli demo $(if $(EVENT),--event $(EVENT)) $(if $(POLICY),--policy $(POLICY)) $(if $(KUBELET_TLS),--kubelet-tls $(KUBELET_TLS)) $(if $(REVERSE_SHELL),--reverse-shell)
 
 simulate: install ## show which Sensor fires for EVENT=path and the Workflow it submits
 	$(PY) -m engine.cli simulate $(if $(EVENT),$(EVENT),-)

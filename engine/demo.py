@@ -4,8 +4,8 @@ Starts the stand-in world (FakeKube: API server and a kubelet on node-1; S3Serve
 Object Lock bucket; the webhook EventSource from build/ on a free port), creates the workload the
 alert is about (a Deployment-owned pod and a Service selecting it), then does what the cluster
 would do: Falcosidekick posts the alert with the bearer token, the Sensors from build/ decide
-(engine.sensorsim), the Workflow is submitted (409 AlreadyExists = deduplicated) and run against
-its WorkflowTemplate from build/pipelines (engine.localrun), every step through its real
+(standin.argo.events.sensors), the Workflow is submitted (409 AlreadyExists = deduplicated) and run
+against its WorkflowTemplate from build/pipelines (standin.argo.workflows), every step through its real
 entrypoint. Then it shows the DAG, the evidence (re-verified by downloading and hashing it), the
 pod's final state, the NetworkPolicy and the Kubernetes Event.
 
@@ -16,6 +16,7 @@ to demo each pipeline. Exit status 0 when the response succeeded.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import secrets
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine import names, sensorsim, simulate
-from engine.localrun import LocalRunner, RunResult, TaskRun
-from engine.webhook import WebhookEndpoint, WebhookServer
+from engine import names, simulate
+from standin.argo.events import sensors as sensorsim
+from standin.argo.events.webhook import WebhookEndpoint, WebhookServer
+from standin.argo.workflows import LocalRunner, RunResult, TaskRun
 
 DEFAULT_EVENT = "01_terminal_shell_in_container.falco-docs.json"
 NODE = "node-1"
@@ -70,6 +72,9 @@ class Demo:
         out: IO[str] | None = None,
         step_env: dict[str, str] | None = None,
         backoff_scale: float = BACKOFF_SCALE,
+        runner_options: dict[str, Any] | None = None,
+        kubelet_tls: str = "cluster-ca",
+        reverse_shell: bool = False,
     ) -> None:
         self.build_dir = Path(build_dir)
         self._own_workdir = workdir is None
@@ -77,6 +82,12 @@ class Demo:
         self.out = out or sys.stdout
         self.step_env = dict(step_env or {})
         self.backoff_scale = backoff_scale
+        self.runner_options = dict(runner_options or {})  # more LocalRunner keywords (tests: active_deadline_seconds)
+        # The node's kubelet certificate (standin.kube.pki: cluster-ca or self-signed) and whether the
+        # alert's container holds an established TCP connection (a reverse shell; the node's CRIU
+        # configuration has no tcp-established).
+        self.kubelet_tls = kubelet_tls
+        self.reverse_shell = reverse_shell
         self.token = secrets.token_urlsafe(24)
         self.kube = None
         self.s3 = None
@@ -102,10 +113,13 @@ class Demo:
         self.runner_templates = LocalRunner(None, self.build_dir).workflow_templates()
         self.kube = FakeKube(self.workdir / "kube").start()
         try:
-            self.kube.add_node(NODE)
+            self.kube.add_node(NODE, tls=self.kubelet_tls)
             self.s3 = S3Server().start()
             self.bucket, self.region = self._evidence_settings()
             self.s3.create_bucket(self.bucket, object_lock=True)
+            # what `kubectl apply -k build/` and build/create-secrets.sh put in a cluster
+            self.kube.apply_build(self.build_dir)
+            self.kube.apply(self._evidence_credentials())
             self.s3.client().put_object_lock_configuration(
                 Bucket=self.bucket,
                 ObjectLockConfiguration={
@@ -140,24 +154,22 @@ class Demo:
                     return found.get("--bucket", "falco-evidence"), found.get("--region", "us-east-1")
         return "falco-evidence", "us-east-1"
 
-    def _secrets_and_configmaps(self) -> tuple[dict, dict]:
-        """Values for every secretKeyRef (the S3 credentials) and configMap volume (the kubelet CA)."""
+    def _evidence_credentials(self) -> list[dict]:
+        """The Secret every secretKeyRef to S3 credentials names (the evidence store's), in its namespace."""
         creds = self.s3.credentials
-        secrets_: dict[str, dict[str, str]] = {}
-        configmaps: dict[str, dict[str, str]] = {}
-        ca = Path(self.kube.kubelet_ca).read_text()
+        found: dict[tuple[str, str], dict[str, str]] = {}
         for wt in self.runner_templates.values():
+            namespace = wt["metadata"].get("namespace") or "default"
             for t in wt["spec"].get("templates") or []:
                 for env in (t.get("container") or {}).get("env") or []:
                     ref = (env.get("valueFrom") or {}).get("secretKeyRef")
                     if ref and ref["key"] in creds:
-                        secrets_.setdefault(ref["name"], {})[ref["key"]] = creds[ref["key"]]
-                for vol in t.get("volumes") or []:
-                    cm = vol.get("configMap")
-                    if cm:
-                        keys = [i["key"] for i in cm.get("items") or []] or ["ca.crt"]
-                        configmaps[cm["name"]] = {k: ca for k in keys}
-        return secrets_, configmaps
+                        found.setdefault((namespace, ref["name"]), {})[ref["key"]] = creds[ref["key"]]
+        return [
+            {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name, "namespace": namespace},
+             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+            for (namespace, name), data in sorted(found.items())
+        ]
 
     # --- the workload ---------------------------------------------------------------------------
 
@@ -173,8 +185,6 @@ class Demo:
         labels = {"app": app, "pod-template-hash": template_hash}
         full_id = short_id + secrets.token_hex(26)
         self.kube.add_namespace(namespace)
-        for ns in {wt["metadata"].get("namespace") for wt in self.runner_templates.values()} - {None}:
-            self.kube.add_namespace(ns)
         rs = f"{app}-{template_hash}"
         self.kube.create("deployments", {
             "metadata": {"name": app, "namespace": namespace, "labels": {"app": app}},
@@ -185,7 +195,8 @@ class Demo:
         })
         self.kube.add_replicaset(namespace, rs, labels, labels=labels, owner={"kind": "Deployment", "name": app})
         self.kube.add_pod(
-            namespace, pod, NODE, [{"name": container, "image": f"{repo}:{tag}", "id": full_id}],
+            namespace, pod, NODE,
+            [{"name": container, "image": f"{repo}:{tag}", "id": full_id, "tcp_established": self.reverse_shell}],
             labels=labels, owner={"kind": "ReplicaSet", "name": rs},
         )
         self.kube.add_service(namespace, app, {"app": app})
@@ -194,13 +205,28 @@ class Demo:
 
     # --- the run ----------------------------------------------------------------------------------
 
-    def post(self, body: bytes, token: str | None) -> "Any":
-        import requests
+    def falcosidekick(self, token: str) -> "Any":
+        """Falcosidekick as deployed from build/: falcosidekick-values.yaml plus the Secret that
+        create-secrets.sh makes for `token` (standin.falcosidekick runs it against a stand-in kubectl)."""
+        from standin import falcosidekick
 
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Falcosidekick"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return requests.request(self.spec.method, self.webhook.url, data=body, headers=headers, timeout=10)
+        cache = self.__dict__.setdefault("_falcosidekick_outputs", {})
+        if token not in cache:
+            cache[token] = falcosidekick.from_build(self.build_dir, token, self.workdir / "falcosidekick")
+        return cache[token]
+
+    def post(self, body: bytes, token: str | None) -> "Any":
+        """POST the alert as that Falcosidekick does (its method and headers); with no token, as a client
+        that has none (Falcosidekick's own headers only)."""
+        import requests
+        from standin import falcosidekick
+
+        if token is None:
+            method, headers = self.spec.method, falcosidekick.request_headers({})
+        else:
+            output = self.falcosidekick(token)
+            method, headers = output.method, output.headers
+        return requests.request(method, self.webhook.url, data=body, headers=headers, timeout=10)
 
     def run(self, alert_bytes: bytes, policy: str | None = None, source: str = "") -> DemoResult:
         started = time.time()
@@ -214,6 +240,13 @@ class Demo:
         say("[1/6] stand-in world")
         workload = self.create_workload(alert)
         say(f"  Kubernetes API  {self.kube.url} (FakeKube), node {NODE} with its kubelet at {self.kube.kubelet_url(NODE)}")
+        say(f"  kubelet TLS     {self.kubelet_tls}: " + (
+            "its own throwaway CA, the certificate names only the hostname (kubeadm/kind default)"
+            if self.kubelet_tls == "self-signed" else
+            "signed by the cluster CA (ConfigMap kube-root-ca.crt), names the hostname and addresses"))
+        if self.reverse_shell:
+            say(f"  reverse shell   container {workload['container']} holds an established TCP connection; "
+                f"{NODE}'s /etc/criu/runc.conf has no tcp-established")
         say(f"  S3              {self.s3.url} (moto): bucket {self.bucket}, Object Lock on, default retention GOVERNANCE {RETENTION_DAYS} day")
         say(f"  EventSource     {self.webhook.url} ({self.spec.method}, bearer token, maxPayloadSize {self.spec.max_payload_size})")
         say(f"  workload        Deployment {workload['app']} -> ReplicaSet {workload['replicaset']} -> pod "
@@ -236,6 +269,8 @@ class Demo:
         accepted = self.post(body, self.token)
         result.posted_status = accepted.status_code
         say(f"  POST {self.spec.endpoint} with the bearer token   -> {accepted.status_code} {accepted.text.strip()}")
+        say(f"    headers as Falcosidekick's config.go builds them from {names.FALCOSIDEKICK_HEADERS_ENV} in Secret "
+            f"{names.FALCOSIDEKICK_WEBHOOK_SECRET} (config.existingSecret), made by build/create-secrets.sh")
         if accepted.status_code != 200 or len(self.webhook.events) != before + 1:
             say("  the EventSource refused the alert: nothing happens")
             return result
@@ -266,12 +301,11 @@ class Demo:
         say()
 
         say("[4/6] submit (argo submit of the Sensor's Workflow)")
-        secrets_, configmaps = self._secrets_and_configmaps()
         env = {"STEP_RETRY_BASE_DELAY": "0.05", "AWS_ENDPOINT_URL": self.s3.url, "AWS_DEFAULT_REGION": self.region}
         env.update(self.step_env)
         runner = LocalRunner(
-            self.kube, self.build_dir, secrets=secrets_, configmaps=configmaps, env=env,
-            workdir=self.workdir / "run", on_change=self._progress, backoff_scale=self.backoff_scale,
+            self.kube, self.build_dir, env=env, workdir=self.workdir / "run", on_change=self._progress,
+            backoff_scale=self.backoff_scale, **self.runner_options,
         )
         created, answer = runner.submit(wf)
         if not created:
@@ -295,6 +329,9 @@ class Demo:
         run = runner.run(namespace, name)
         result.run = run
         say(f"  workflow {run.phase} in {run.duration:.1f}s" + (f": {_short(run.message)}" if run.message else ""))
+        for task in run.tasks:  # the failed step's whole error line: what happened and what fixes it
+            if task.phase in ("Failed", "Error") and task.message:
+                say(f"  {task.name}: {_short(task.message, 1000)}")
         say()
 
         say("[6/6] result")
@@ -477,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
         workload_identity(alert)
         if args.policy:
             simulate.check_policy(sensorsim.load_sensors(build_dir), args.policy)
-        with Demo(build_dir) as demo:
+        with Demo(build_dir, kubelet_tls=args.kubelet_tls, reverse_shell=args.reverse_shell) as demo:
             result = demo.run(alert_bytes, policy=args.policy, source=str(path))
     except simulate.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -490,4 +527,10 @@ def register(subparsers) -> None:
     p.add_argument("--event", default=None, help=f"the alert JSON file (default: falco-events/{DEFAULT_EVENT})")
     p.add_argument("--policy", default=None, help="force this policy, or a pipeline by name, whatever the Sensors decide")
     p.add_argument("--build-dir", default="build", help="where the generated manifests are (default: build)")
+    p.add_argument("--kubelet-tls", default="cluster-ca", choices=("cluster-ca", "self-signed"),
+                   help="how the node's kubelet got its serving certificate: from the cluster CA (serverTLSBootstrap; "
+                        "default) or self-signed (the kubeadm/kind default)")
+    p.add_argument("--reverse-shell", action="store_true",
+                   help="the alert's container holds an established TCP connection, on a node whose CRIU "
+                        "configuration has no tcp-established")
     p.set_defaults(func=run)

@@ -2,7 +2,7 @@
 
 The alert is posted (in effect) as Falcosidekick posts it: it goes through the EventSource's
 checks (maxPayloadSize, JSON) and becomes the event data Argo Events publishes; then EVERY Sensor
-in build/sensors is evaluated from its YAML with Argo Events' semantics (engine.sensorsim). The
+in build/sensors is evaluated from its YAML with Argo Events' semantics (standin.argo.events.sensors). The
 generator guarantees that at most one Sensor fires (first match wins, through each Sensor's Lua
 script); two firing Sensors are reported as a generator bug.
 
@@ -18,9 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import names, sensorsim
+from engine import names
 from engine.yamlout import dump as to_yaml
-from engine.sensorsim import SensorResult, WebhookSpec
+from standin.argo.events import sensors as sensorsim
+from standin.argo.events.sensors import SensorResult, WebhookSpec
 
 EXIT_OK, EXIT_UNSUPPORTED, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 3
 

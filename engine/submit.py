@@ -1,7 +1,7 @@
 """`falco-response submit [ALERT|-] [--pipeline P] [-p name=value ...] [--run]`: the `argo submit` a responder runs.
 
 With an alert, the parameters, labels and the Workflow name are derived the way the Sensor derives
-them (engine.sensorsim on the Sensors in build/), so a manual submit for an alert the Sensor already
+them (standin.argo.events.sensors on the Sensors in build/), so a manual submit for an alert the Sensor already
 handled is refused as AlreadyExists (the same deterministic name). Without an alert, or to
 complete or override it, give `-p name=value`. `--pipeline` chooses the WorkflowTemplate (default:
 the one the firing Sensor uses). The command is printed shell-quoted; `--run` runs it (as an argv
@@ -17,8 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine import names, sensorsim, simulate
-from engine.localrun import LocalRunner
+from engine import names, simulate
+from standin.argo.events import sensors as sensorsim
+from standin.argo.workflows import LocalRunner
 
 LABELS = (names.LABEL_POLICY, names.LABEL_PIPELINE, names.LABEL_NAMESPACE, names.LABEL_POD, names.LABEL_RULE)
 

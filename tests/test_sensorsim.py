@@ -1,4 +1,4 @@
-"""engine.sensorsim: Argo Events v1.9 filter and parameter semantics, on the tricky cases."""
+"""standin.argo.events.sensors: Argo Events v1.9 filter and parameter semantics, on the tricky cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine import sensorsim as ss
+from standin.argo.events import sensors as ss
 
 
 def _data(body: dict | str, headers: dict | None = None) -> bytes:
@@ -286,7 +286,7 @@ def test_go_float_formatting():
 
 
 def _endpoint(max_size: int = 65536):
-    from engine.webhook import WebhookEndpoint
+    from standin.argo.events.webhook import WebhookEndpoint
 
     spec = ss.WebhookSpec("falco", "falco-alert", "/falco", "POST", 12000, max_size, {"name": "falco-webhook-token", "key": "token"})
     return WebhookEndpoint(spec, "s3cret\n")  # a Secret edited with vim: the trailing newline is dropped
@@ -321,7 +321,7 @@ def test_webhook_answers_like_argo_events(method, target, headers, body, status,
 def test_webhook_over_http(tmp_path):
     import requests
 
-    from engine.webhook import WebhookServer
+    from standin.argo.events.webhook import WebhookServer
 
     seen = []
     with WebhookServer(_endpoint(), on_event=seen.append) as server:

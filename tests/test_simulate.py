@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import build, config, sensorsim, simulate
+from engine import build, config, simulate
 from engine import cli as engine_cli
 from standin import shared_dir
+from standin.argo.events import sensors as sensorsim
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = shared_dir() / "falco-events"

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import requests
 
-from engine import cli, sensorsim, simulate
-from engine.localrun import LocalRunner
-from engine.webhook import MASKED, WebhookEndpoint, WebhookServer
+from engine import cli, simulate
 from standin import shared_dir
+from standin.argo.events import sensors as sensorsim
+from standin.argo.events.webhook import MASKED, WebhookEndpoint, WebhookServer
+from standin.argo.workflows import LocalRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = shared_dir() / "falco-events"

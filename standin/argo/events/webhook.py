@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from engine import sensorsim
-from engine.sensorsim import WebhookSpec
+from standin.argo.events import sensors
+from standin.argo.events.sensors import WebhookSpec
 from standin.loopback import Background
 
 MASKED = "*** Masked Auth Secret ***"
@@ -96,8 +96,8 @@ class WebhookEndpoint:
         else:
             return Response(400, f"unsupoorted method: {method}")
         try:
-            data = sensorsim.webhook_event_data(payload, header)
-        except sensorsim.JSONSyntaxError as exc:
+            data = sensors.webhook_event_data(payload, header)
+        except sensors.JSONSyntaxError as exc:
             return Response(400, f"json: error calling MarshalJSON for type *json.RawMessage: {exc}")
         return Response(200, "success", data)
 

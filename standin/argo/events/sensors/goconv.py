@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from engine.sensorsim.errors import Unsupported
+from standin.argo.events.sensors.errors import Unsupported
 
 
 def go_parse_bool(text: str) -> bool:

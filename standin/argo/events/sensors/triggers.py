@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.sensorsim.errors import GoError, Unsupported
-from engine.sensorsim.gjson import gjson_get
-from engine.sensorsim.gojson import Node, cached, go_marshal, parse_json
-from engine.sensorsim.gotemplate import go_template
-from engine.sensorsim.sjson import sjson_set
+from standin.argo.events.sensors.errors import GoError, Unsupported
+from standin.argo.events.sensors.gjson import gjson_get
+from standin.argo.events.sensors.gojson import Node, cached, go_marshal, parse_json
+from standin.argo.events.sensors.gotemplate import go_template
+from standin.argo.events.sensors.sjson import sjson_set
 
 
 @dataclass

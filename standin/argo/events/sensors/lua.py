@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.sensorsim.errors import GoError
-from engine.sensorsim.gojson import Node, cached, go_unmarshal
+from standin.argo.events.sensors.errors import GoError
+from standin.argo.events.sensors.gojson import Node, cached, go_unmarshal
 
 _DROPPED = object()  # what mapToTable leaves out of a table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.sensorsim.gojson import go_json_string, go_marshal, go_text, parse_json
+from standin.argo.events.sensors.gojson import go_json_string, go_marshal, go_text, parse_json
 
 MEDIA_JSON = "application/json"
 

@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.sensorsim.errors import GoError, Unsupported
-from engine.sensorsim.goconv import go_sprint, go_sprintf, go_type
-from engine.sensorsim.gojson import go_marshal, go_text
-from engine.sensorsim.goregex import compile_go_regexp, go_regexp_replace
+from standin.argo.events.sensors.errors import GoError, Unsupported
+from standin.argo.events.sensors.goconv import go_sprint, go_sprintf, go_type
+from standin.argo.events.sensors.gojson import go_marshal, go_text
+from standin.argo.events.sensors.goregex import compile_go_regexp, go_regexp_replace
 
 
 _KEYWORDS = {"with", "if", "else", "end", "range", "template", "define", "block", "break", "continue"}

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from operator import eq, ge, gt, le, lt, ne
 from typing import Any
 
-from engine.sensorsim.errors import GoError, Unsupported
-from engine.sensorsim.goconv import go_format_float, go_parse_bool, go_parse_float
-from engine.sensorsim.gjson import gjson_get
-from engine.sensorsim.gojson import Node, go_json_string
-from engine.sensorsim.goregex import compile_go_regexp
-from engine.sensorsim.gotemplate import go_template
-from engine.sensorsim.lua import filter_script
+from standin.argo.events.sensors.errors import GoError, Unsupported
+from standin.argo.events.sensors.goconv import go_format_float, go_parse_bool, go_parse_float
+from standin.argo.events.sensors.gjson import gjson_get
+from standin.argo.events.sensors.gojson import Node, go_json_string
+from standin.argo.events.sensors.goregex import compile_go_regexp
+from standin.argo.events.sensors.gotemplate import go_template
+from standin.argo.events.sensors.lua import filter_script
 
 
 @dataclass

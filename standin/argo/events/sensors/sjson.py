@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from engine.sensorsim.errors import GoError, Unsupported
-from engine.sensorsim.gjson import split_path
+from standin.argo.events.sensors.errors import GoError, Unsupported
+from standin.argo.events.sensors.gjson import split_path
 
 
 def sjson_set(obj: Any, path: str, value: Any, in_place: bool = False) -> Any:

@@ -8,8 +8,8 @@ import math
 import re
 from typing import Any
 
-from engine.sensorsim.errors import GoError
-from engine.sensorsim.goconv import go_format_float, go_parse_bool, go_parse_float
+from standin.argo.events.sensors.errors import GoError
+from standin.argo.events.sensors.goconv import go_format_float, go_parse_bool, go_parse_float
 
 
 def _go_replace(err: UnicodeDecodeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from engine.sensorsim.gojson import Node, node_from_value
+from standin.argo.events.sensors.gojson import Node, node_from_value
 
 
 _COMPLEX = set("|#@*?!")

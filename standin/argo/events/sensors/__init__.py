@@ -30,12 +30,12 @@ Python's `re` reads differently) raises `Unsupported`, naming it: a simulator th
 is worse than none.
 """
 
-from engine.sensorsim.errors import GoError, Unsupported
-from engine.sensorsim.event import MEDIA_JSON, event_data_for_alert, falcosidekick_headers, webhook_event_data
-from engine.sensorsim.filters import FilterFailure, evaluate_dependency, filter_data
-from engine.sensorsim.gjson import gjson_get, split_path
-from engine.sensorsim.goconv import go_format_float, go_parse_bool, go_parse_float, go_sprint, go_sprintf
-from engine.sensorsim.gojson import (
+from standin.argo.events.sensors.errors import GoError, Unsupported
+from standin.argo.events.sensors.event import MEDIA_JSON, event_data_for_alert, falcosidekick_headers, webhook_event_data
+from standin.argo.events.sensors.filters import FilterFailure, evaluate_dependency, filter_data
+from standin.argo.events.sensors.gjson import gjson_get, split_path
+from standin.argo.events.sensors.goconv import go_format_float, go_parse_bool, go_parse_float, go_sprint, go_sprintf
+from standin.argo.events.sensors.gojson import (
     JSONSyntaxError,
     Node,
     go_json_string,
@@ -45,13 +45,13 @@ from engine.sensorsim.gojson import (
     node_from_value,
     parse_json,
 )
-from engine.sensorsim.goregex import compile_go_regexp, go_regexp_replace
-from engine.sensorsim.gotemplate import GoTemplate, go_template
-from engine.sensorsim.loader import WebhookSpec, load_eventsource, load_sensors, load_yaml_objects
-from engine.sensorsim.lua import filter_script
-from engine.sensorsim.sensor import SensorResult, evaluate, evaluate_all
-from engine.sensorsim.sjson import sjson_set
-from engine.sensorsim.triggers import TriggerResult, apply_parameters, resolve_parameter, run_trigger, workflow_parameters
+from standin.argo.events.sensors.goregex import compile_go_regexp, go_regexp_replace
+from standin.argo.events.sensors.gotemplate import GoTemplate, go_template
+from standin.argo.events.sensors.loader import WebhookSpec, load_eventsource, load_sensors, load_yaml_objects
+from standin.argo.events.sensors.lua import filter_script
+from standin.argo.events.sensors.sensor import SensorResult, evaluate, evaluate_all
+from standin.argo.events.sensors.sjson import sjson_set
+from standin.argo.events.sensors.triggers import TriggerResult, apply_parameters, resolve_parameter, run_trigger, workflow_parameters
 
 __all__ = [
     "MEDIA_JSON", "Unsupported", "GoError", "go_text", "go_json_string", "Node", "JSONSyntaxError", "parse_json",

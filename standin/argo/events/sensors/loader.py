@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.sensorsim.errors import GoError, Unsupported
+from standin.argo.events.sensors.errors import GoError, Unsupported
 
 
 def load_yaml_objects(directory: Path, kind: str) -> list[dict]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.sensorsim.errors import Unsupported
-from engine.sensorsim.filters import FilterFailure, check_dependency, evaluate_dependency
-from engine.sensorsim.gojson import Node, go_text, parse_json
-from engine.sensorsim.loader import WebhookSpec
-from engine.sensorsim.triggers import TriggerResult, run_trigger
+from standin.argo.events.sensors.errors import Unsupported
+from standin.argo.events.sensors.filters import FilterFailure, check_dependency, evaluate_dependency
+from standin.argo.events.sensors.gojson import Node, go_text, parse_json
+from standin.argo.events.sensors.loader import WebhookSpec
+from standin.argo.events.sensors.triggers import TriggerResult, run_trigger
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from engine.sensorsim.errors import GoError, Unsupported
+from standin.argo.events.sensors.errors import GoError, Unsupported
 
 
 _REGEXP_CACHE: dict[str, re.Pattern] = {}
