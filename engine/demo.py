@@ -171,6 +171,14 @@ class Demo:
             for (namespace, name), data in sorted(found.items())
         ]
 
+    def sensor_token(self, decision: simulate.Decision) -> str:
+        """The identity `argo submit` has in the Sensor's pod: the Sensor's ServiceAccount
+        (spec.template.serviceAccountName), so build/rbac's Sensor Role is what allows the submit."""
+        name = decision.sensor.sensor if decision.sensor else None
+        sensor = next((s for s in self.sensors if s["metadata"]["name"] == name), self.sensors[0])
+        account = ((sensor.get("spec") or {}).get("template") or {}).get("serviceAccountName") or "default"
+        return self.kube.service_account_token(sensor["metadata"].get("namespace") or "default", account)
+
     # --- the workload ---------------------------------------------------------------------------
 
     def create_workload(self, alert: dict) -> dict:
@@ -247,6 +255,8 @@ class Demo:
         if self.reverse_shell:
             say(f"  reverse shell   container {workload['container']} holds an established TCP connection; "
                 f"{NODE}'s /etc/criu/runc.conf has no tcp-established")
+        say(f"  RBAC            {self.build_dir}/rbac applied: every pod and the Sensor authenticate as their own "
+            "ServiceAccount, the API server and the kubelet authorise each call")
         say(f"  S3              {self.s3.url} (moto): bucket {self.bucket}, Object Lock on, default retention GOVERNANCE {RETENTION_DAYS} day")
         say(f"  EventSource     {self.webhook.url} ({self.spec.method}, bearer token, maxPayloadSize {self.spec.max_payload_size})")
         say(f"  workload        Deployment {workload['app']} -> ReplicaSet {workload['replicaset']} -> pod "
@@ -307,17 +317,21 @@ class Demo:
             self.kube, self.build_dir, env=env, workdir=self.workdir / "run", on_change=self._progress,
             backoff_scale=self.backoff_scale, **self.runner_options,
         )
-        created, answer = runner.submit(wf)
+        sensor_token = self.sensor_token(decision)
+        created, answer = runner.submit(wf, sensor_token)
         if not created:
             say(f"  409 {answer.get('reason')}: {answer.get('message')}: deduplicated, nothing to run")
             result.deduplicated = True
             result.exit_code = 0
             return result
-        say(f"  created workflows.argoproj.io {namespace}/{name} (uid {answer['metadata']['uid']})")
+        who = self.kube.identity(sensor_token)
+        say(f"  created workflows.argoproj.io {namespace}/{name} (uid {answer['metadata']['uid']}) as {who.name if who else '?'}")
         again = self.post(body, self.token)
         again_decision = (simulate.force(self.webhook.events[-1], self.sensors, self.spec, policy) if policy
                           else simulate.decide(self.webhook.events[-1], self.sensors, self.spec))
-        created_again, answer_again = runner.submit(again_decision.workflow) if again_decision.workflow else (True, {})
+        created_again, answer_again = (
+            runner.submit(again_decision.workflow, sensor_token) if again_decision.workflow else (True, {})
+        )
         if not created_again:
             say(f"  the same alert again: webhook {again.status_code}, Sensor fires, API server answers "
                 f"409 {answer_again.get('reason')}: deduplicated")

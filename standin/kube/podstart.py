@@ -232,8 +232,15 @@ class Kubelet:
         self.store.put_status(rt, namespace, name, current["status"])
 
     def _event(self, pod: dict, reason: str, message: str) -> None:
+        """A Warning Event; a repeat of the same one bumps its count, as client-go's EventCorrelator does."""
         meta = pod["metadata"]
         rt = self.store.types["events"]
+        for event in self.store.list(rt, meta["namespace"]):
+            if (event["involvedObject"].get("uid"), event.get("reason"), event.get("message")) == (meta.get("uid"), reason, message):
+                event["count"] = int(event.get("count") or 1) + 1
+                event["lastTimestamp"] = timestamp()
+                self.store.update(rt, meta["namespace"], event["metadata"]["name"], event)
+                return
         self.store.create(
             rt,
             meta["namespace"],

@@ -133,13 +133,23 @@ class LocalRunner:
 
     # --- API ------------------------------------------------------------------------------------
 
-    def submit(self, workflow: dict) -> tuple[bool, dict]:
-        """Create the Workflow through the API: (True, object) or (False, Status) on 409 AlreadyExists."""
+    def submit(self, workflow: dict, token: str | None = None) -> tuple[bool, dict]:
+        """Create the Workflow through the API: (True, object) or (False, Status) on 409 AlreadyExists.
+
+        `token`: whose identity submits (the Sensor's ServiceAccount, as Argo Events' argoWorkflow
+        trigger runs `argo submit` in the Sensor pod); the admin's when not given."""
+        from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
 
+        api = self.custom_api()
+        if token is not None:
+            configuration = client.Configuration()
+            config.load_kube_config(config_file=str(self.kube.kubeconfig_for(token)), client_configuration=configuration)
+            configuration.retries = False
+            api = client.CustomObjectsApi(client.ApiClient(configuration))
         ns = workflow["metadata"]["namespace"]
         try:
-            return True, self.custom_api().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, workflow)
+            return True, api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, workflow)
         except ApiException as exc:
             if exc.status == 409:
                 return False, json.loads(exc.body or "{}")
