@@ -201,32 +201,24 @@ def test_reverse_shell_is_dumped_where_criu_allows_tcp_established(kube, step_en
     assert posts(kube, CHECKPOINT) == [200]
 
 
-def test_crio_message_with_criu_reason_is_recognised():
-    """CRI-O puts runc's stderr into its error (internal/oci/runtime_oci.go runtimeCmd; internal/
-    lib/checkpoint.go "failed to checkpoint container %s"), and runc >= 1.2 quotes dump.log's Error
-    lines there (libcontainer/criu_linux.go logCriuErrors), so the kubelet's 500 carries CRIU's
-    "Connected TCP socket" line. The stand-in kubelet is containerd's, so this message is fed to
-    the step's classifier directly."""
-    from types import SimpleNamespace
-
-    from steps.checkpoint import explain
-
-    cid = "4f" * 32
-    userdata = f"/var/lib/containers/storage/overlay-containers/{cid}/userdata"
-    text = (
-        "checkpointing of default/web/app failed (rpc error: code = Unknown desc = failed to checkpoint container "
-        f'{cid}: running "/usr/bin/runc" ["checkpoint" "--file-locks" "--image-path" "{userdata}/checkpoint" '
-        f'"--work-path" "{userdata}" "--leave-running" "{cid}"] failed: `/usr/bin/runc --root /run/runc '
-        f"--systemd-cgroup checkpoint --file-locks --image-path {userdata}/checkpoint --work-path {userdata} "
-        f'--leave-running {cid}` failed: time="2025-05-01T10:00:00Z" level=warning msg="--- Quoting '
-        f'\\"{userdata}/dump.log\\""\ntime="2025-05-01T10:00:00Z" level=warning msg="1957:(00.063420) Error '
-        '(criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option."\n'
-        'time="2025-05-01T10:00:00Z" level=error msg="criu failed: type DUMP errno 0"\n : exit status 1)'
+def test_reverse_shell_on_crio_is_explained_from_criu_s_own_reason(kube, step_env, tmp_path):
+    """The same refusal on a CRI-O 1.31 node with runc >= 1.2: CRI-O puts runc's whole stderr into
+    its error (internal/oci/runtime_oci.go runtimeCmd, CheckpointContainer; internal/lib/
+    checkpoint.go ContainerCheckpoint "failed to checkpoint container %s: %w"), and runc quotes
+    dump.log's Error lines there (libcontainer/criu_linux.go logCriuErrors), so the kubelet's 500
+    carries CRIU's "Connected TCP socket" line (standin.kube.kubelet.crio_criu_tcp_refusal). The
+    step names the cause, not a log to read, and the node fix. One attempt, one line."""
+    kube.add_node("node-2", runtime="cri-o")
+    kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
+    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
+    assert result.returncode == 1  # not 75: final
+    assert result.stderr.strip() == (
+        "error: CRIU on node-2 refused to checkpoint default/web/app: a process in it holds an established TCP "
+        'connection (CRIU: "Connected TCP socket"; a reverse shell?); fix: add a line `tcp-established` to '
+        "/etc/criu/runc.conf on the node (crun reads /etc/criu/crun.conf first if present)"
     )
-    args = SimpleNamespace(namespace="default", pod="web", container="app", node="node-1")
-    line = explain(args, 500, text, "nodes/checkpoint")
-    assert line.startswith("CRIU on node-1 refused to checkpoint default/web/app: a process in it holds an established TCP")
-    assert "add a line `tcp-established` to /etc/criu/runc.conf on the node" in line and "\n" not in line
+    assert posts(kube, CHECKPOINT) == [500]
+    assert list(kube.checkpoint_dir("node-2").iterdir()) == [] and outputs(tmp_path / "out") == {}
 
 
 def test_apiserver_proxy_path(pod, proxy_rbac, step_env, tmp_path):

@@ -600,6 +600,65 @@ def test_criu_refuses_an_established_tcp_connection_unless_the_node_allows_it(ku
     assert kubelet_post(kube, "/checkpoint/default/shell-1/app").status_code == 200
 
 
+
+def test_crio_node_answers_checkpoint_refusals_with_crio_s_texts(kube):
+    """runtime="cri-o": CRI-O 1.31 with runc >= 1.2 (standin.kube.kubelet.crio_criu_tcp_refusal
+    cites each layer). The TCP refusal carries runc's whole stderr (cri-o internal/oci/
+    runtime_oci.go runtimeCmd "`%v %v` failed: %v %v: %w", CheckpointContainer "running %q %q
+    failed: %w"; internal/lib/checkpoint.go "failed to checkpoint container %s: %w"), in which
+    runc quotes dump.log's Error lines in logrus text (libcontainer/criu_linux.go logCriuErrors,
+    utils.go fatal). CRI-O without CRIU: server/container_checkpoint.go "checkpoint/restore support
+    not available", gRPC Unknown. The kubelet reports the runtime as cri-o://<version>
+    (nodestatus/setters.go VersionInfo; cri-o server/version.go)."""
+    kube.add_node("node-2", runtime="cri-o")
+    assert kube.get("nodes", "", "node-2")["status"]["nodeInfo"]["containerRuntimeVersion"] == "cri-o://1.31.13"
+    assert kube.get("nodes", "", "node-1")["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://2.0.2"
+    kube.add_pod("default", "shell-2", "node-2",
+                 containers=[{"name": "app", "image": "alpine:3.20", "id": CID, "tcp_established": True}])
+    r = kubelet_post(kube, "/checkpoint/default/shell-2/app", node="node-2")
+    assert r.status_code == 500
+    when = re.search(r'time="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"', r.text).group(1)
+    d = f"/var/lib/containers/storage/overlay-containers/{CID}/userdata"
+    warn = f'time="{when}" level=warning msg='
+    assert r.text == (
+        "checkpointing of default/shell-2/app failed (rpc error: code = Unknown desc = failed to checkpoint container "
+        f'{CID}: running "/usr/libexec/crio/runc" ["checkpoint" "--file-locks" "--image-path" "{d}/checkpoint" '
+        f'"--work-path" "{d}" "--leave-running" "{CID}"] failed: `/usr/libexec/crio/runc --root /run/runc '
+        f"--systemd-cgroup checkpoint --file-locks --image-path {d}/checkpoint --work-path {d} --leave-running {CID}` "
+        f'failed: {warn}"--- Quoting \\"{d}/dump.log\\""\n'
+        f'{warn}"1952:(00.063251) sid=1 pgid=1 pid=1"\n'
+        f'{warn}"1953:(00.063298) "\n'
+        f'{warn}"1954:(00.063304) Dumping opened files (pid: 17508)"\n'
+        f'{warn}"1955:(00.063306) ----------------------------------------"\n'
+        f'{warn}"1956:(00.063361) 17508 fdinfo 0: pos:                0 flags:                2/0"\n'
+        f'{warn}"1957:(00.063420) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using '
+        '--tcp-established option."\n'
+        f'{warn}"1958:(00.063431) ----------------------------------------"\n'
+        f'{warn}"1959:(00.063479) Error (criu/cr-dump.c:1698): Dump files (pid: 17508) failed with -1"\n'
+        f"{warn}...\n"
+        f'{warn}"2011:(00.068501) Waiting for 17508 to trap"\n'
+        f'{warn}"2012:(00.068543) Daemon 17508 exited trapping"\n'
+        f'{warn}"2013:(00.070992) Unlock network"\n'
+        f'{warn}"2014:(00.071110) Unfreezing tasks into 1"\n'
+        f'{warn}"2015:(00.071115) \\tUnseizing 17508 into 1"\n'
+        f'{warn}"2016:(00.071391) Error (criu/cr-dump.c:2128): Dumping FAILED."\n'
+        f"{warn}---\n"
+        f'time="{when}" level=error msg="criu failed: type DUMP errno 0"\n'
+        " : exit status 1)"
+    )
+    assert list(kube.checkpoint_dir("node-2").iterdir()) == []
+    kube.set_criu_tcp_established("node-2", True)
+    assert kubelet_post(kube, "/checkpoint/default/shell-2/app", node="node-2").status_code == 200
+    kube.set_checkpoint_behaviour("node-2", "unsupported")
+    r = kubelet_post(kube, "/checkpoint/default/shell-2/app", node="node-2")
+    assert (r.status_code, r.text) == (
+        500,
+        "checkpointing of default/shell-2/app failed (rpc error: code = Unknown desc = checkpoint/restore support "
+        "not available)",
+    )
+    with pytest.raises(ValueError, match="container runtime must be one of"):
+        kube.add_node("node-3", runtime="docker")
+
 # --- fault injection ------------------------------------------------------------------------
 
 

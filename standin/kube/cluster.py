@@ -203,13 +203,17 @@ class FakeKube:
         objects.sort(key=lambda o: order.index(o["kind"]) if o.get("kind") in order else len(order))
         return self.apply(objects)
 
-    def add_node(self, name: str, tls: str = "cluster-ca", tcp_established: bool = False) -> dict:
+    def add_node(
+        self, name: str, tls: str = "cluster-ca", tcp_established: bool = False, runtime: str = "containerd"
+    ) -> dict:
         """A Ready node with its own HTTPS kubelet (InternalIP 127.0.0.1, kubeletEndpoint port).
 
         `tls`: "cluster-ca" (serverTLSBootstrap: a certificate from the cluster CA naming the
         node's hostname and addresses) or "self-signed" (the kubeadm/kind default: its own
         throwaway CA, only the hostname); see standin.kube.pki. `tcp_established`: the node's
         /etc/criu/runc.conf says `tcp-established`, so CRIU dumps established TCP connections.
+        `runtime`: "containerd" (2.0) or "cri-o" (1.31), both with runc: the texts of the
+        runtime's checkpoint refusals and nodeInfo.containerRuntimeVersion (standin.kube.kubelet).
         """
         self._running()
         if name in self._nodes:
@@ -218,12 +222,12 @@ class FakeKube:
         directory = self.workdir / "nodes" / name / "checkpoints"
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
-        node = NodeState(name, directory, tls=tls, tcp_established=bool(tcp_established))
+        node = NodeState(name, directory, tls=tls, tcp_established=bool(tcp_established), runtime=runtime)
         kubelet = Kubelet(self.store, node, self.tokens)
         app = lambda request: self.faults.serve(request, kubelet.handle, kubelet_fault)  # noqa: E731
         node.server = Server(app, self._pki.server_context(name, tls, node_addresses(name))).launch()
         self._nodes[name], self._kubelets[name] = node, kubelet
-        return self.create("nodes", node_manifest(name, node.port, len(self._nodes)))
+        return self.create("nodes", node_manifest(name, node.port, len(self._nodes), node.runtime))
 
     def add_pod(
         self,
@@ -244,8 +248,9 @@ class FakeKube:
         if owner and not owner.get("uid"):
             owner = {**owner, "uid": self._owner_uid(namespace, owner)}
         ip = next(self._ips)
+        runtime = self._nodes[node].runtime if node in self._nodes else "containerd"
         manifest = pod_manifest(
-            namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}"
+            namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}", runtime
         )
         created = self.create("pods", manifest)
         for container in connected:

@@ -38,13 +38,15 @@ def owner_reference(owner: dict) -> dict:
     }
 
 
-def _container_status(container: dict, started: str) -> dict:
+def _container_status(container: dict, started: str, runtime: str = "containerd") -> dict:
+    """containerID is `<runtime>://<64 hex>`, as the kubelet builds it from the CRI's runtime name
+    (kubecontainer.ContainerID String: `containerd://...` or `cri-o://...`)."""
     image = container["image"]
     return {
         "name": container["name"],
         "image": normalise_image(image),
         "imageID": f"{image_repository(image)}@sha256:{digest(image)}",
-        "containerID": f"containerd://{container['id']}",
+        "containerID": f"{runtime}://{container['id']}",
         "ready": True,
         "started": True,
         "restartCount": 0,
@@ -53,7 +55,14 @@ def _container_status(container: dict, started: str) -> dict:
 
 
 def pod_manifest(
-    namespace: str, name: str, node: str, containers: list[dict], labels: dict, owner: dict | None, pod_ip: str
+    namespace: str,
+    name: str,
+    node: str,
+    containers: list[dict],
+    labels: dict,
+    owner: dict | None,
+    pod_ip: str,
+    runtime: str = "containerd",
 ) -> dict:
     """A scheduled, running pod with the status fields the steps read (container ids, images)."""
     started = timestamp()
@@ -79,7 +88,7 @@ def pod_manifest(
                 {"type": t, "status": "True", "lastTransitionTime": started}
                 for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
             ],
-            "containerStatuses": [_container_status(c, started) for c in containers],
+            "containerStatuses": [_container_status(c, started, runtime) for c in containers],
         },
     }
 
@@ -91,8 +100,17 @@ def node_addresses(name: str) -> list[dict]:
     return [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}]
 
 
-def node_manifest(name: str, kubelet_port: int, index: int) -> dict:
-    """A Ready node: addresses, the kubelet's port (daemonEndpoints), capacity and nodeInfo."""
+CONTAINER_RUNTIME_VERSIONS = {  # nodeInfo.containerRuntimeVersion: "<RuntimeName>://<RuntimeVersion>"
+    "containerd": "containerd://2.0.2",
+    "cri-o": "cri-o://1.31.13",  # cri-o server/version.go: RuntimeName "cri-o", internal/version Version
+}
+
+
+def node_manifest(name: str, kubelet_port: int, index: int, runtime: str = "containerd") -> dict:
+    """A Ready node: addresses, the kubelet's port (daemonEndpoints), capacity and nodeInfo.
+
+    The kubelet reports the CRI Version answer as `<runtime name>://<version>`
+    (pkg/kubelet/nodestatus/setters.go VersionInfo)."""
     now = timestamp()
     return {
         "apiVersion": "v1",
@@ -120,7 +138,7 @@ def node_manifest(name: str, kubelet_port: int, index: int) -> dict:
             "nodeInfo": {
                 "architecture": "amd64",
                 "bootID": str(uuid.uuid4()),
-                "containerRuntimeVersion": "containerd://2.0.2",
+                "containerRuntimeVersion": CONTAINER_RUNTIME_VERSIONS[runtime],
                 "kernelVersion": "6.8.0-standin",
                 "kubeProxyVersion": KUBERNETES_VERSION["gitVersion"],
                 "kubeletVersion": KUBERNETES_VERSION["gitVersion"],
