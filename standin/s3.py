@@ -13,7 +13,17 @@ codes:
     received body: a malformed value -> 400 InvalidRequest, a mismatch -> 400 BadDigest;
   - `Content-MD5`: malformed -> 400 InvalidDigest, mismatch -> 400 BadDigest;
   - Object Lock headers on a bucket created without Object Lock -> 400 InvalidRequest
-    ("Bucket is missing Object Lock Configuration").
+    ("Bucket is missing Object Lock Configuration");
+  - conditional writes, `If-None-Match: *` on PutObject and CompleteMultipartUpload (S3 since
+    August 2024; the S3 User Guide, "How to prevent object overwrites with conditional writes",
+    and the API reference of both operations): the key's current version exists (a delete marker
+    does not count) -> 412 PreconditionFailed, nothing written; checked atomically with the write,
+    so of two conditional writes racing for one key the first to finish wins and the other gets
+    412; a DeleteObject of the key that succeeds while a conditional PutObject is in flight, or
+    after the CreateMultipartUpload of an upload whose CompleteMultipartUpload is conditional ->
+    409 ConditionalRequestConflict (S3: retry the PUT; re-initiate the multipart upload); any
+    other If-None-Match value -> 501 NotImplemented, as S3 answers (aws-sdk-ruby issue 3144).
+    moto 5.x checks `*` too, but not atomically and without the 409.
 and it fills two more gaps of moto's:
   - Object Lock headers on CreateMultipartUpload (or else the bucket's default retention) are
     applied to the object CompleteMultipartUpload makes (moto drops both);
@@ -36,6 +46,9 @@ Fault injection (for tests), all thread-safe:
       or with after_checksum=True after the check, as a store that does not verify would keep it.
   strip_checksums = True
       answer HeadObject/GetObject without x-amz-checksum-* headers (a store without checksums).
+  on_conditional_write(callback) -> remove()
+      run callback(method, path) while a conditional write is in flight (its body received, not
+      yet stored): a test can make another request happen "during" the upload, e.g. a DELETE.
   requests
       (method, path, query, status) of every request served, status 0 for a dropped connection.
 
@@ -81,16 +94,21 @@ _LOCK_HEADERS = (
 )
 
 
-def _error(start_response, status: int, code: str, message: str, headers: list | None = None) -> list[bytes]:
+def _error(
+    start_response, status: int, code: str, message: str, headers: list | None = None, extra: str = ""
+) -> list[bytes]:
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>standin</RequestId></Error>"
+        f"<Error><Code>{code}</Code><Message>{message}</Message>{extra}<RequestId>standin</RequestId></Error>"
     ).encode()
     reason = {
         400: "Bad Request",
         403: "Forbidden",
+        409: "Conflict",
+        412: "Precondition Failed",
         429: "Too Many Requests",
         500: "Internal Server Error",
+        501: "Not Implemented",
         502: "Bad Gateway",
         503: "Service Unavailable",
         504: "Gateway Timeout",
@@ -211,13 +229,27 @@ class _Middleware:
             if not self.server._bucket_has_lock(_bucket_of(path)):
                 _read_body(environ)
                 return _error(start_response, 400, "InvalidRequest", "Bucket is missing Object Lock Configuration")
+        completes = method == "POST" and "uploadId" in params and _is_object_path(path)
+        condition = environ.get("HTTP_IF_NONE_MATCH")
+        if condition is not None and ((is_upload and "partNumber" not in params) or completes):
+            if condition.strip() != "*":
+                _read_body(environ)
+                return _error(start_response, 501, *_ERRORS[501], extra="<Header>If-None-Match</Header>")
+            return self._conditional_write(environ, start_response, method, path, params)
+        if method == "DELETE" and _is_object_path(path) and "uploadId" not in params:
+            return self._delete(environ, start_response, path)
+        if method == "DELETE" and "uploadId" in params:  # AbortMultipartUpload
+            self.server._forget_upload(params["uploadId"][0])
         if method == "POST" and "uploads" in params and _is_object_path(path):
-            return self._create_multipart(environ, start_response)
-        if method == "POST" and "uploadId" in params and _is_object_path(path):
+            return self._create_multipart(environ, start_response, path)
+        if completes:
             return self._complete_multipart(environ, start_response, path, params["uploadId"][0])
         if not is_upload:
             return self.app(environ, start_response)
+        return self._upload(environ, start_response)
 
+    def _upload(self, environ, start_response, before_store=None):
+        """PutObject or UploadPart: S3's body checks, then moto stores it (unless before_store answers)."""
         body = _read_body(environ)
         corrupt = self.server._take_corruption()
         if corrupt == "before" and body:
@@ -229,14 +261,61 @@ class _Middleware:
             body = _flip(body)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        refusal = before_store() if before_store else None
+        if refusal is not None:
+            return _refused(start_response, refusal)
         return self.app(environ, start_response)
 
-    def _create_multipart(self, environ, start_response):
+    def _conditional_write(self, environ, start_response, method: str, path: str, params: dict):
+        """`If-None-Match: *`: evaluated when the write commits, under a per-key lock so that the
+        first of two racing writers wins and the other finds the object (412); a successful delete
+        of the key while the write was in flight makes it fail with 409 instead."""
+        key = _bucket_and_key(path)
+        upload_id = params["uploadId"][0] if method == "POST" else None
+        with self.server._key_lock(key):
+            flight = self.server._begin_flight(key)
+            try:
+
+                def precondition() -> tuple[int, str, str] | None:
+                    self.server._run_conditional_hooks(method, path)
+                    if flight["conflict"] or (upload_id and upload_id in self.server._conflicted_uploads):
+                        return 409, "ConditionalRequestConflict", _CONFLICT_MESSAGE
+                    if self.server._key(path, None) is not None:
+                        return 412, "PreconditionFailed", _PRECONDITION_MESSAGE
+                    return None
+
+                if upload_id is None:
+                    return list(self._upload(environ, start_response, before_store=precondition))
+                _read_body_kept(environ)
+                refusal = precondition()
+                if refusal is not None:
+                    return _refused(start_response, refusal)
+                return self._complete_multipart(environ, start_response, path, upload_id)
+            finally:
+                self.server._end_flight(key, flight)
+
+    def _delete(self, environ, start_response, path: str):
+        """DeleteObject: a success conflicts with the conditional writes in flight for that key."""
+        seen: dict[str, int] = {}
+
+        def capture(status, headers, exc_info=None):
+            seen["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        if seen.get("status") in (200, 204):
+            self.server._deleted(_bucket_and_key(path))
+        return [body]
+
+    def _create_multipart(self, environ, start_response, path: str):
         # moto ignores Object Lock headers on CreateMultipartUpload; S3 applies them to the object
-        # that CompleteMultipartUpload makes. Remember them per upload id.
+        # that CompleteMultipartUpload makes. Remember them per upload id, and the key each open
+        # upload is for (a delete of the key conflicts with its conditional completion).
         lock = {h: environ[h] for h in _LOCK_HEADERS if environ.get(h)}
         body = b"".join(self.app(environ, start_response))
         found = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        if found:
+            self.server._open_uploads[found.group(1).decode()] = _bucket_and_key(path)
         if found and lock:
             self.server._pending_locks[found.group(1).decode()] = lock
         return [body]
@@ -249,10 +328,32 @@ class _Middleware:
             return start_response(status, headers, exc_info)
 
         body = b"".join(self.app(environ, capture))
-        lock = self.server._pending_locks.pop(upload_id, None)
         if seen.get("status") == 200 and b"<Error>" not in body:
+            lock = self.server._pending_locks.pop(upload_id, None)
             self.server._apply_lock(path, lock or self.server._default_lock(_bucket_of(path)))
+            self.server._forget_upload(upload_id)
         return [body]
+
+
+_PRECONDITION_MESSAGE = "At least one of the pre-conditions you specified did not hold"
+_CONFLICT_MESSAGE = "A conflicting conditional operation is currently in progress against this resource. Please try again."
+
+
+def _bucket_and_key(path: str) -> tuple[str, str]:
+    bucket, _, key = path.lstrip("/").partition("/")
+    return bucket, key
+
+
+def _refused(start_response, refusal: tuple[int, str, str]) -> list[bytes]:
+    extra = "<Condition>If-None-Match</Condition>" if refusal[1] == "PreconditionFailed" else ""
+    return _error(start_response, *refusal, extra=extra)
+
+
+def _read_body_kept(environ: dict) -> None:
+    """Read the request body now (as S3 receives it before answering) and keep it for moto."""
+    body = _read_body(environ)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _flip(body: bytes) -> bytes:
@@ -276,6 +377,11 @@ class S3Server:
         self._faults: list[dict[str, Any]] = []
         self._corrupt: list[str] = []
         self._pending_locks: dict[str, dict[str, str]] = {}
+        self._open_uploads: dict[str, tuple[str, str]] = {}  # upload id -> (bucket, key)
+        self._conflicted_uploads: set[str] = set()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._flights: dict[tuple[str, str], list[dict]] = {}
+        self._conditional_hooks: list = []
         self._server = None
         self._background: Background | None = None
 
@@ -368,6 +474,51 @@ class S3Server:
     def corrupt_next_upload(self, after_checksum: bool = False) -> None:
         with self._lock:
             self._corrupt.append("after" if after_checksum else "before")
+
+    def on_conditional_write(self, callback) -> "Any":
+        """Run callback(method, path) while each conditional write is in flight; returns a remover."""
+        with self._lock:
+            self._conditional_hooks.append(callback)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._conditional_hooks:
+                    self._conditional_hooks.remove(callback)
+
+        return remove
+
+    def _run_conditional_hooks(self, method: str, path: str) -> None:
+        with self._lock:
+            hooks = list(self._conditional_hooks)
+        for hook in hooks:
+            hook(method, path)
+
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _begin_flight(self, key: tuple[str, str]) -> dict:
+        flight = {"conflict": False}
+        with self._lock:
+            self._flights.setdefault(key, []).append(flight)
+        return flight
+
+    def _end_flight(self, key: tuple[str, str], flight: dict) -> None:
+        with self._lock:
+            flights = self._flights.get(key) or []
+            if flight in flights:
+                flights.remove(flight)
+
+    def _deleted(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            for flight in self._flights.get(key) or []:
+                flight["conflict"] = True
+            self._conflicted_uploads.update(u for u, k in self._open_uploads.items() if k == key)
+
+    def _forget_upload(self, upload_id: str) -> None:
+        with self._lock:
+            self._open_uploads.pop(upload_id, None)
+            self._conflicted_uploads.discard(upload_id)
 
     def clear_faults(self) -> None:
         with self._lock:

@@ -3,12 +3,24 @@
 Runs on the node that holds the archive, with the kubelet's checkpoint directory mounted at
 --checkpoint-dir. It opens only <checkpoint-dir>/<file name the kubelet reported>, and only when
 that name is the kubelet's `checkpoint-<pod>_<namespace>-<container>-<time>.tar` for the pod and
-container of the alert. It streams the file to S3 holding one part in memory at a time: a single
+container of the alert. Then it reads what the archive says it is: config.dump (the full
+container id), spec.dump's annotations (the pod UID: containerd's io.kubernetes.cri.sandbox-uid,
+CRI-O's io.kubernetes.pod.uid and io.kubernetes.cri-o.ContainerID) and containerd's status.dump
+(id, the kubelet's io.kubernetes.pod.uid label), located by one pass over the tar headers (the
+memory pages are skipped, not read). Unless they name the container verify checked
+(--container-id, --pod-uid), nothing is uploaded: the container restarted or the pod was replaced
+in between, and the archive stays on the node for a responder. Then it streams the file to S3
+holding one part in memory at a time: a single
 PutObject up to --part-size bytes, else a multipart upload. Every request carries the SHA-256 of
 its body (`x-amz-checksum-sha256`, which S3 verifies: BadDigest); the whole file's SHA-256 goes
 into the object's metadata (`x-amz-meta-sha256`), so for a multipart upload the file is hashed
 once before the upload and again, chunk by chunk, during it (both must agree: the file did not
 change). Object Lock (mode + retain-until) and server-side encryption apply when configured.
+Evidence is written once: every PutObject and CompleteMultipartUpload says `If-None-Match: *`, so
+S3 refuses to replace an object (412 PreconditionFailed); a key found holding this very archive
+(an earlier attempt of this workflow run stored it) is kept, anything else fails the step. A 409
+ConditionalRequestConflict (a delete of the key raced the write) is retried as S3 says: the PUT
+again, a multipart upload from its start.
 
 After the upload it reads the object back with HeadObject (ChecksumMode=ENABLED) and checks the
 size, the stored SHA-256 (the full-object checksum for a single PUT, the composite checksum of
@@ -17,9 +29,11 @@ encryption. Then it writes `manifest.json` next to it (same lock and encryption,
 same way) and only then deletes the archive from the node. On any failure the archive stays
 where it is and an unfinished multipart upload is aborted.
 
-Object keys come from the alert, never from the kubelet's file name:
-  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/checkpoint.tar
-  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/manifest.json
+Object keys come from the alert and the workflow run, never from the kubelet's file name; the
+workflow's UID makes them unique per run (a replayed alert gets the same workflow name, not the
+same UID):
+  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/<workflow uid>/checkpoint.tar
+  <prefix>/<namespace>/<pod>/<container>/<alert time YYYYMMDDTHHMMSSZ>-<workflow name>/<workflow uid>/manifest.json
 
 Outputs: evidence-uri, manifest-uri, sha256, size, version-id.
 
@@ -37,12 +51,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import os
 import re
 import signal
 import stat
 import sys
+import tarfile
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -50,7 +66,7 @@ from pathlib import PurePosixPath
 
 from engine.config import S3_BUCKET, S3_ENDPOINT, S3_PREFIX
 from steps import common
-from steps.common import Refused, StepError, no_control_characters, optional, pod_uid, rule_name
+from steps.common import Refused, StepError, no_control_characters, optional, rule_name
 from steps.common import alert_time as check_alert_time
 
 MiB = 1024 * 1024
@@ -60,6 +76,11 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 MAX_ALERT_BYTES = 1024 * 1024
 MANIFEST_SCHEMA = "falco-response.io/evidence-manifest/v1"
+FULL_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+METADATA_MEMBERS = ("config.dump", "spec.dump", "status.dump")  # what names the container (module docstring)
+MAX_METADATA_BYTES = 4 * MiB  # a spec.dump with many env vars is ~100 KiB
+MAX_MEMBERS = 1_000_000
+CONFLICT_ATTEMPTS = 3  # 409 ConditionalRequestConflict: S3 says try again
 
 # The kubelet names an archive checkpoint-<pod>_<namespace>-<container>-<time.RFC3339>.tar.
 KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
@@ -75,13 +96,12 @@ IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("copy", __doc__.splitlines()[0])
     for flag in (
-        "archive", "checkpoint-dir", "namespace", "pod", "container", "container-id", "node",
-        "rule", "priority", "alert-time", "policy", "workflow-name", "workflow-namespace", "bucket",
+        "archive", "checkpoint-dir", "namespace", "pod", "container", "container-id", "pod-uid", "node",
+        "rule", "priority", "alert-time", "policy", "workflow-name", "workflow-namespace", "workflow-uid", "bucket",
     ):  # fmt: skip
         parser.add_argument(f"--{flag}", required=True)
     for flag in (
-        "pod-uid", "image", "image-id", "workflow-uid", "endpoint-url", "prefix",
-        "object-lock-mode", "sse", "sse-kms-key-id",
+        "image", "image-id", "endpoint-url", "prefix", "object-lock-mode", "sse", "sse-kms-key-id",
     ):  # fmt: skip
         parser.add_argument(f"--{flag}", default="")
     parser.add_argument("--alert", default=None)
@@ -95,9 +115,11 @@ def parse(argv: Sequence[str] | None):
     args.namespace = common.dns_label("namespace", args.namespace)
     args.pod = common.dns_subdomain("pod", args.pod)
     args.container = common.dns_label("container", args.container)
-    args.container_id = common.container_id("container-id", args.container_id)
+    args.container_id = common.matching(FULL_CONTAINER_ID, "the full 64-hex container id verify resolved")(
+        "container-id", args.container_id
+    )
     args.node = common.dns_subdomain("node", args.node)
-    args.pod_uid = pod_uid("pod-uid", args.pod_uid)
+    args.pod_uid = common.matching(common.UID, "the pod UID verify read")("pod-uid", args.pod_uid)
     args.image = optional(common.matching(IMAGE, "an image reference"), "image", args.image)
     args.image_id = optional(common.matching(IMAGE, "an image id"), "image-id", args.image_id)
     args.rule = rule_name("rule", args.rule)
@@ -107,7 +129,7 @@ def parse(argv: Sequence[str] | None):
     args.policy = common.dns_label("policy", args.policy)
     args.workflow_name = common.dns_subdomain("workflow-name", args.workflow_name)
     args.workflow_namespace = common.dns_label("workflow-namespace", args.workflow_namespace)
-    args.workflow_uid = optional(common.matching(common.UID, "a UID"), "workflow-uid", args.workflow_uid)
+    args.workflow_uid = common.matching(common.UID, "a workflow UID")("workflow-uid", args.workflow_uid)
     args.alert_text, args.alert = alert(args.alert, args.alert_b64)
 
     args.bucket = common.matching(S3_BUCKET, "an S3 bucket name")("bucket", args.bucket)
@@ -216,6 +238,139 @@ def credentials() -> dict[str, str]:
     return found
 
 
+# --- what the archive says it is ----------------------------------------------------------------
+
+
+class _Positional(io.RawIOBase):
+    """The open archive read by position (os.pread): the upload's own file offset is not moved."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        super().__init__()
+        self.fd, self.size, self.position = fd, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        data = os.pread(self.fd, len(buffer), self.position)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def metadata_members(fd: int, size: int, where: str) -> dict[str, bytes]:
+    """config.dump, spec.dump and status.dump, found by a pass over the tar headers: tarfile seeks
+    over every other member's data, so the memory pages are read once, by the upload."""
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=_Positional(fd, size), mode="r:") as tar:
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    raise StepError(f"{where} has more than {MAX_MEMBERS} members: not a kubelet checkpoint")
+                name = member.name.removeprefix("./")
+                if name not in METADATA_MEMBERS:
+                    continue
+                if name in found:
+                    raise StepError(f"{where} holds {name} twice: its identity is ambiguous")
+                if not member.isfile() or member.size > MAX_METADATA_BYTES:
+                    raise StepError(f"{where}: {name} is not a file of at most {MAX_METADATA_BYTES} bytes")
+                handle = tar.extractfile(member)
+                found[name] = handle.read() if handle else b""
+    except (tarfile.TarError, OSError) as exc:
+        raise StepError(f"{where} is not a readable tar archive ({common.one_line(exc, 120)}): not a kubelet checkpoint") from None
+    return found
+
+
+def archive_identity(found: dict[str, bytes], where: str) -> dict:
+    """The container and pod the archive's own metadata names; every source present must agree."""
+
+    def document(name: str) -> dict:
+        if name not in found:
+            return {}
+        try:
+            value = json.loads(found[name])
+        except ValueError:
+            raise StepError(f"{where}: {name} is not JSON") from None
+        if not isinstance(value, dict):
+            raise StepError(f"{where}: {name} is not a JSON object")
+        return value
+
+    if "config.dump" not in found:
+        raise StepError(f"{where} has no config.dump: not a checkpoint archive written by CRI-O or containerd")
+    config, spec, status = document("config.dump"), document("spec.dump"), document("status.dump")
+    annotations = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
+    labels = status.get("labels") if isinstance(status.get("labels"), dict) else {}
+    ids = {
+        "config.dump id": config.get("id"),
+        "spec.dump io.kubernetes.cri-o.ContainerID": annotations.get("io.kubernetes.cri-o.ContainerID"),
+        "status.dump id": status.get("id"),
+    }
+    uids = {
+        "spec.dump io.kubernetes.cri.sandbox-uid": annotations.get("io.kubernetes.cri.sandbox-uid"),
+        "spec.dump io.kubernetes.pod.uid": annotations.get("io.kubernetes.pod.uid"),
+        "status.dump io.kubernetes.pod.uid": labels.get("io.kubernetes.pod.uid"),
+    }
+    for what, sources in (("container ids", ids), ("pod UIDs", uids)):
+        given = {k: v for k, v in sources.items() if v is not None}
+        if any(not isinstance(v, str) for v in given.values()) or len(set(given.values())) > 1:
+            listed = "; ".join(f"{k}={str(v)[:16]!r}" for k, v in given.items())
+            raise StepError(f"{where}: its metadata names different {what} ({listed}): not trusted as evidence")
+    container_id = ids["config.dump id"]
+    if not isinstance(container_id, str) or not FULL_CONTAINER_ID.fullmatch(container_id):
+        raise StepError(f"{where}: config.dump names no 64-hex container id ({str(container_id)[:80]!r})")
+    pod_uid = next((v for v in uids.values() if v), "")
+    if not common.UID.fullmatch(pod_uid):
+        raise StepError(
+            f"{where} names no pod UID (spec.dump annotations io.kubernetes.cri.sandbox-uid or io.kubernetes.pod.uid, "
+            "status.dump labels): it cannot be tied to the verified pod"
+        )
+
+    def first(*values) -> str:
+        return next((v for v in values if isinstance(v, str) and v), "")
+
+    return {
+        "container_id": container_id,
+        "pod_uid": pod_uid,
+        "runtime_name": first(config.get("name")),
+        "container": first(annotations.get("io.kubernetes.cri.container-name"),
+                           annotations.get("io.kubernetes.container.name"), labels.get("io.kubernetes.container.name")),
+        "pod": first(annotations.get("io.kubernetes.cri.sandbox-name"), annotations.get("io.kubernetes.pod.name"),
+                     labels.get("io.kubernetes.pod.name")),
+        "namespace": first(annotations.get("io.kubernetes.cri.sandbox-namespace"),
+                           annotations.get("io.kubernetes.pod.namespace"), labels.get("io.kubernetes.pod.namespace")),
+        "checkpointed": first(config.get("checkpointedTime")),
+        "sources": sorted(k for k, v in {**ids, **uids}.items() if v),
+    }  # fmt: skip
+
+
+def check_identity(args, identity: dict) -> None:
+    """The archive must be of the container verify checked: same full id, same pod UID."""
+    if (identity["container_id"], identity["pod_uid"]) == (args.container_id, args.pod_uid):
+        return
+    why = []
+    if identity["container_id"] != args.container_id:
+        why.append("the container restarted")
+    if identity["pod_uid"] != args.pod_uid:
+        why.append("the pod was replaced")
+    raise StepError(
+        f"{args.file_name} is not a checkpoint of the verified container: it names container "
+        f"{identity['container_id'][:12]} of pod UID {identity['pod_uid']}, verify checked container "
+        f"{args.container_id[:12]} of pod UID {args.pod_uid} ({' and '.join(why)} in between); "
+        "nothing uploaded as evidence"
+    )
+
+
 # --- S3 ------------------------------------------------------------------------------------------
 
 
@@ -274,6 +429,31 @@ def call(what: str, fn):
         raise StepError(s3_error(exc, what)) from exc
 
 
+class StartOver(Exception):
+    """409 ConditionalRequestConflict on CompleteMultipartUpload: S3 says re-initiate the upload."""
+
+
+def write_once(what: str, fn, kept):
+    """A conditional write (If-None-Match: *). A 409 ConditionalRequestConflict is tried again, as
+    S3 says; on 412 PreconditionFailed `kept(error)` returns S3's answer for the object found if it
+    is this very evidence, and raises otherwise."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return call(what, fn)
+        except StepError as exc:
+            code = error_code(exc.__cause__)
+            if code == "PreconditionFailed":
+                return kept(exc)
+            if code != "ConditionalRequestConflict" or attempt == CONFLICT_ATTEMPTS:
+                raise
+            common.log(f"copy: {what}: 409 ConditionalRequestConflict (a delete of the key raced the write), trying again")
+    raise AssertionError("unreachable")
+
+
+def short(sha256_hex: str) -> str:
+    return f"{sha256_hex[:16]}…" if sha256_hex else "unknown"
+
+
 class Upload:
     """Streams one open file into one S3 object; aborts its multipart upload on failure."""
 
@@ -326,8 +506,37 @@ class Upload:
     def run(self) -> None:
         if self.size <= self.part_size:
             self.single()
-        else:
-            self.multipart()
+            return
+        for attempt in (1, 2):
+            try:
+                self.multipart()
+                return
+            except StartOver as conflict:
+                self.abort()
+                if attempt == 2:
+                    raise StepError(f"{conflict}; it happened twice, giving up") from None
+                common.log(f"copy: {conflict}; starting the multipart upload again, as S3 says")
+                self.upload_id, self.completed, self.parts = None, False, 0
+                os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def existing(self, error: StepError) -> dict:
+        """412 on the archive's key: what is there is kept if it is this archive (an earlier attempt
+        of this workflow run stored it); anything else is someone else's evidence."""
+        where = f"s3://{self.args.bucket}/{self.key}"
+        head = call(f"head {where}", lambda: self.client.head_object(Bucket=self.args.bucket, Key=self.key))
+        theirs = (head.get("Metadata") or {}).get("sha256", "")
+        if head.get("ContentLength") == self.size and theirs == self.sha256:
+            common.log(
+                f"copy: {where} already holds this archive (sha256 {self.sha256}), stored by an earlier attempt "
+                "of this workflow run: kept, not written again"
+            )
+            if self.lock_until is not None and head.get("ObjectLockRetainUntilDate"):
+                self.lock_until = head["ObjectLockRetainUntilDate"]  # set by that attempt: verified as it is
+            return head
+        raise StepError(
+            f"{where} already exists and is not this archive (sha256 {short(theirs)} there, {short(self.sha256)} "
+            "here): evidence is written once, nothing was overwritten"
+        ) from error
 
     def single(self) -> None:
         body = self.read(self.size)
@@ -337,9 +546,12 @@ class Upload:
         self.sha256 = digest.hex()
         self.stored_checksum = b64(digest)
         arguments = self.object_arguments(self.sha256)
-        answer = call(
+        answer = write_once(
             f"put s3://{self.args.bucket}/{self.key}",
-            lambda: self.client.put_object(Body=body, ContentLength=len(body), ChecksumSHA256=b64(digest), **arguments),
+            lambda: self.client.put_object(
+                Body=body, ContentLength=len(body), ChecksumSHA256=b64(digest), IfNoneMatch="*", **arguments
+            ),
+            self.existing,
         )
         self.version_id = answer.get("VersionId")
         self.parts = 1
@@ -397,11 +609,19 @@ class Upload:
             answer = call(
                 f"complete multipart upload {where}",
                 lambda: self.client.complete_multipart_upload(
-                    Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": done}
+                    Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": done},
+                    IfNoneMatch="*",
                 ),
             )
         except StepError as exc:
-            answer = self.completed_before(exc)
+            code = error_code(exc.__cause__)
+            if code == "ConditionalRequestConflict":
+                raise StartOver(f"complete multipart upload {where}: 409 ConditionalRequestConflict") from exc
+            if code == "PreconditionFailed":  # found there: ours (a lost answer, an earlier attempt) or not
+                answer = self.existing(exc)
+                self.abort(gone_is_fine=True)
+            else:
+                answer = self.completed_before(exc)
         self.completed = True
         self.version_id = answer.get("VersionId")
         common.log(f"copy: multipart upload complete: {number} parts, {self.size} bytes")
@@ -422,7 +642,7 @@ class Upload:
         common.log(f"copy: multipart upload {self.upload_id} had completed (its answer was lost)")
         return head
 
-    def abort(self) -> None:
+    def abort(self, gone_is_fine: bool = False) -> None:
         if not self.upload_id or self.completed:
             return
         try:
@@ -431,8 +651,10 @@ class Upload:
                 f"abort multipart upload {self.upload_id}",
                 attempts=3,
             )
-            common.log(f"copy: multipart upload {self.upload_id} aborted; nothing was stored")
+            common.log(f"copy: multipart upload {self.upload_id} aborted; nothing was stored by it")
         except Exception as exc:  # noqa: BLE001 - already failing; say what is left behind
+            if gone_is_fine and error_code(exc) == "NoSuchUpload":
+                return  # it was the upload that completed
             common.log(
                 f"copy: warning: could not abort multipart upload {self.upload_id} of s3://{self.args.bucket}/{self.key} "
                 f"({s3_error(exc, 'abort')}); a bucket lifecycle rule AbortIncompleteMultipartUpload removes it"
@@ -448,6 +670,9 @@ def object_metadata(args, sha256_hex: str) -> dict[str, str]:
         "node": args.node,
         "alert-time": args.alert_time,
         "workflow": f"{args.workflow_namespace}/{args.workflow_name}",
+        "workflow-uid": args.workflow_uid,
+        "pod-uid": args.pod_uid,
+        "container-id": args.container_id,
     }
 
 
@@ -551,7 +776,7 @@ def versions() -> dict[str, str]:
 
 
 def manifest(args, upload: Upload, keys: dict[str, str], started: str, finished: str,
-             lock_until: datetime | None, archive_stat: os.stat_result) -> dict:
+             lock_until: datetime | None, archive_stat: os.stat_result, identity: dict) -> dict:
     digest = IMAGE_DIGEST.search(args.image_id or "")
     return {
         "schema": MANIFEST_SCHEMA,
@@ -573,6 +798,11 @@ def manifest(args, upload: Upload, keys: dict[str, str], started: str, finished:
             "image": args.image,
             "image_id": args.image_id,
             "image_digest": digest.group(0) if digest else "",
+        },
+        "identity": {  # both sides of the check that the archive is of the container verify checked
+            "verified": {"container_id": args.container_id, "pod_uid": args.pod_uid},
+            "archive": identity,
+            "match": (identity["container_id"], identity["pod_uid"]) == (args.container_id, args.pod_uid),
         },
         "checkpoint": {
             "kubelet_path": args.archive,
@@ -614,6 +844,7 @@ def manifest(args, upload: Upload, keys: dict[str, str], started: str, finished:
 def put_manifest(client, args, key: str, document: dict, lock_until: datetime | None) -> tuple[str | None, str]:
     body = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
     digest = hashlib.sha256(body).digest()
+    evidence_sha256 = document["checkpoint"]["sha256"]
     arguments = {
         "Bucket": args.bucket,
         "Key": key,
@@ -622,11 +853,29 @@ def put_manifest(client, args, key: str, document: dict, lock_until: datetime | 
         "ContentType": "application/json",
         "ChecksumAlgorithm": "SHA256",
         "ChecksumSHA256": b64(digest),
-        "Metadata": {**object_metadata(args, digest.hex()), "evidence-sha256": document["checkpoint"]["sha256"]},
+        "IfNoneMatch": "*",
+        "Metadata": {**object_metadata(args, digest.hex()), "evidence-sha256": evidence_sha256},
         **protection(args, lock_until),
     }
-    answer = call(f"put s3://{args.bucket}/{key}", lambda: client.put_object(**arguments))
+    where = f"s3://{args.bucket}/{key}"
+    kept: dict = {}
+
+    def earlier(error: StepError) -> dict:
+        """412: an earlier attempt of this run wrote the manifest of this archive (kept), or not ours."""
+        head = call(f"head {where}", lambda: client.head_object(Bucket=args.bucket, Key=key))
+        meta = head.get("Metadata") or {}
+        if meta.get("evidence-sha256") == evidence_sha256 and meta.get("workflow-uid") == args.workflow_uid:
+            common.log(f"copy: {where} already holds this archive's manifest, from an earlier attempt of this run: kept")
+            kept.update(head)
+            return head
+        raise StepError(
+            f"{where} already exists and is not this archive's manifest: evidence is written once, nothing was overwritten"
+        ) from error
+
+    answer = write_once(f"put {where}", lambda: client.put_object(**arguments), earlier)
     version_id = answer.get("VersionId")
+    if kept:
+        return version_id, (kept.get("Metadata") or {}).get("sha256", "")
     verify_object(client, args, key, version_id, len(body), b64(digest), digest.hex(), lock_until)
     return version_id, digest.hex()
 
@@ -635,11 +884,9 @@ def put_manifest(client, args, key: str, document: dict, lock_until: datetime | 
 
 
 def object_keys(args) -> dict[str, str]:
-    folder = "/".join(
-        part
-        for part in (args.prefix, args.namespace, args.pod, args.container, f"{args.alert_stamp}-{args.workflow_name}")
-        if part
-    )
+    """Unique per workflow run: a replay of the alert (same workflow name) has another workflow UID."""
+    run = (f"{args.alert_stamp}-{args.workflow_name}", args.workflow_uid)
+    folder = "/".join(part for part in (args.prefix, args.namespace, args.pod, args.container, *run) if part)
     return {"archive": f"{folder}/checkpoint.tar", "manifest": f"{folder}/manifest.json"}
 
 
@@ -752,6 +999,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def copy(client, args, keys: dict[str, str], fd: int, info: os.stat_result, path: str) -> int:
     evidence_uri = f"s3://{args.bucket}/{keys['archive']}"
     manifest_uri = f"s3://{args.bucket}/{keys['manifest']}"
+    identity = archive_identity(metadata_members(fd, info.st_size, args.file_name), args.file_name)
+    check_identity(args, identity)
+    common.log(
+        f"copy: {args.file_name} is a checkpoint of the verified container: {identity['runtime_name'] or '?'} "
+        f"(container {args.container_id}, pod UID {args.pod_uid}; from {', '.join(identity['sources'])})"
+    )
     abort_leftovers(client, args, keys["archive"])
     now = datetime.now(timezone.utc).replace(microsecond=0)
     lock_until = now + timedelta(days=args.object_lock_days) if args.object_lock_mode else None
@@ -763,6 +1016,7 @@ def copy(client, args, keys: dict[str, str], fd: int, info: os.stat_result, path
         upload.abort()
         raise
     finished = common.now_rfc3339()
+    lock_until = upload.lock_until  # an archive kept from an earlier attempt keeps its own retention
     verify_object(
         client, args, keys["archive"], upload.version_id, upload.size, upload.stored_checksum, upload.sha256, lock_until
     )
@@ -770,7 +1024,7 @@ def copy(client, args, keys: dict[str, str], fd: int, info: os.stat_result, path
         f"copy: verified {evidence_uri} version {upload.version_id}: {upload.size} bytes, sha256 {upload.sha256}"
         + (f", {args.object_lock_mode} until {lock_until:%Y-%m-%dT%H:%M:%SZ}" if lock_until else "")
     )
-    document = manifest(args, upload, keys, started, finished, lock_until, info)
+    document = manifest(args, upload, keys, started, finished, lock_until, info, identity)
     manifest_version, _ = put_manifest(client, args, keys["manifest"], document, lock_until)
     common.log(f"copy: verified {manifest_uri} version {manifest_version}")
 

@@ -59,12 +59,26 @@ def measure(name: str, argv: list[str], env: dict[str, str]) -> dict:
     return {"name": name, "wall": wall, "rss_mib": usage.ru_maxrss / 1024, "stdout": stdout}
 
 
+CONTAINER_ID = "a" * 64
+POD_UID = "6f1c2a3b-0000-4000-8000-00000000abcd"
+
+
 def make_archive(path: Path, size_mib: int) -> None:
-    block = os.urandom(MiB)
-    with open(path, "wb") as handle:
-        for _ in range(size_mib):
-            handle.write(block)
-    path.chmod(0o600)
+    """A containerd checkpoint archive of bench-0/app (standin.kube.archive: the identity copy checks)
+    whose memory pages make it `size_mib` MiB."""
+    from datetime import datetime, timezone
+
+    from standin.kube import checkpoint_members, write_checkpoint_archive
+
+    pod = {
+        "metadata": {"name": "bench-0", "namespace": "default", "uid": POD_UID, "creationTimestamp": "2024-05-01T10:00:00Z"},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+        "status": {"containerStatuses": [{"name": "app", "containerID": f"containerd://{CONTAINER_ID}",
+                                          "state": {"running": {"startedAt": "2024-05-01T10:00:00Z"}}}]},
+    }  # fmt: skip
+    moment = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    members = checkpoint_members(pod, "app", moment)
+    write_checkpoint_archive(path, members, size_mib * MiB - sum(len(d or b"") for _, d in members), moment.timestamp())
 
 
 def start_s3(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
@@ -113,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         copy = [
             sys.executable, "-m", "steps.copy", f"--archive=/var/lib/kubelet/checkpoints/{ARCHIVE}",
             f"--checkpoint-dir={node}", "--namespace=default", "--pod=bench-0", "--container=app",
-            "--container-id=" + "a" * 64, "--node=node-1", "--rule=bench", "--priority=Notice",
+            f"--container-id={CONTAINER_ID}", f"--pod-uid={POD_UID}", "--workflow-uid=" + POD_UID.replace("6f", "7f"),
+            "--node=node-1", "--rule=bench", "--priority=Notice",
             "--alert-time=2024-05-01T10:00:00Z", "--policy=bench", "--workflow-name=falco-response-bench",
             "--workflow-namespace=falco-response", f"--alert-b64={alert}", f"--bucket={BUCKET}",
             f"--endpoint-url={url}", "--region=us-east-1", "--prefix=bench", f"--outputs-dir={work / 'out'}",

@@ -1,8 +1,10 @@
 """copy step, through `python -m steps.copy` against the stand-in S3 (moto + S3's own checks).
 
-Archives are small (a few KiB, or 11 MiB with --part-size at S3's 5 MiB minimum to take the
-multipart path). Every test also checks what stayed on the "node" (a tmp checkpoint directory).
-The last test runs the whole evidence pipeline: checkpoint on a FakeKube node, then copy.
+Archives are real checkpoint tars as the runtimes write them (standin.kube.archive: containerd's
+or CRI-O's identity metadata around the CRIU sample), small (~170 KiB) or padded to 11 MiB with
+--part-size at S3's 5 MiB minimum to take the multipart path. Every test also checks what stayed
+on the "node" (a tmp checkpoint directory). The last tests run the evidence pipeline: checkpoint
+on a FakeKube node, then copy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from standin import shared_dir
+from standin.kube import checkpoint_members, write_checkpoint_archive
 from standin.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +33,13 @@ LOCKED = "evidence-locked"
 MiB = 1024 * 1024
 ARCHIVE = "checkpoint-web-0_default-app-2024-05-01T12:00:00+02:00.tar"
 CONTAINER_ID = hashlib.sha256(b"app").hexdigest()
+POD_UID = "6f1c2a3b-0000-4000-8000-00000000abcd"
+WORKFLOW_UID = "0b4c2d9e-1111-4222-8333-944445555666"
 ALERT_TIME = "2024-05-01T09:59:58.123456789Z"
-FOLDER = "falco-response/default/web-0/app/20240501T095958Z-falco-response-0123456789abcdef"
+FOLDER = f"falco-response/default/web-0/app/20240501T095958Z-falco-response-0123456789abcdef/{WORKFLOW_UID}"
 KEY = f"{FOLDER}/checkpoint.tar"
 MANIFEST = f"{FOLDER}/manifest.json"
+CHECKPOINTED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))  # ARCHIVE's time
 
 
 @pytest.fixture
@@ -58,12 +64,33 @@ def alert_text() -> str:
     return path.read_text() if path.exists() else json.dumps({"rule": "Terminal shell in container", "time": ALERT_TIME})
 
 
-def make_archive(directory: Path, size: int, name: str = ARCHIVE) -> bytes:
-    data = os.urandom(size)
+def node_pod(container_id: str = CONTAINER_ID, pod_uid: str = POD_UID, restarts: int = 0) -> dict:
+    """Pod default/web-0 as the node's runtime knows it when it checkpoints container app."""
+    return {
+        "metadata": {"name": "web-0", "namespace": "default", "uid": pod_uid, "creationTimestamp": "2024-05-01T09:00:00Z"},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+        "status": {"containerStatuses": [{
+            "name": "app", "containerID": f"containerd://{container_id}", "restartCount": restarts,
+            "imageID": "docker.io/library/nginx@sha256:" + "c" * 64, "state": {"running": {"startedAt": "2024-05-01T09:00:01Z"}},
+        }]},
+    }  # fmt: skip
+
+
+def make_archive(directory: Path, size: int, name: str = ARCHIVE, runtime: str = "containerd", **pod) -> bytes:
+    """A checkpoint archive of node_pod(**pod)'s container app, about `size` bytes (padded with
+    memory pages), written as the runtime writes it: 0600."""
+    members = checkpoint_members(node_pod(**pod), "app", CHECKPOINTED, runtime)
+    overhead = sum(len(data or b"") + 1536 for _, data in members) + 10240
+    path = directory / name
+    write_checkpoint_archive(path, members, max(0, size - overhead), CHECKPOINTED.timestamp())
+    return path.read_bytes()
+
+
+def put_back(directory: Path, data: bytes, name: str = ARCHIVE) -> None:
+    """The same archive on the node again (an attempt that died before deleting it)."""
     path = directory / name
     path.write_bytes(data)
     path.chmod(0o600)
-    return data
 
 
 def flags(s3: S3Server, node: Path, tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -75,7 +102,7 @@ def flags(s3: S3Server, node: Path, tmp_path: Path, **overrides: str) -> dict[st
         "container": "app",
         "container-id": CONTAINER_ID,
         "node": "node-1",
-        "pod-uid": "6f1c2a3b-0000-4000-8000-00000000abcd",
+        "pod-uid": POD_UID,
         "image": "docker.io/library/nginx:1.27",
         "image-id": "docker.io/library/nginx@sha256:" + "c" * 64,
         "rule": "Terminal shell in container",
@@ -84,7 +111,7 @@ def flags(s3: S3Server, node: Path, tmp_path: Path, **overrides: str) -> dict[st
         "policy": "shells",
         "workflow-name": "falco-response-0123456789abcdef",
         "workflow-namespace": "falco-response",
-        "workflow-uid": "0b4c2d9e-1111-4222-8333-944445555666",
+        "workflow-uid": WORKFLOW_UID,
         "alert-b64": base64.b64encode(alert_text().encode()).decode(),
         "bucket": BUCKET,
         "endpoint-url": s3.url,
@@ -177,7 +204,7 @@ def test_single_put_object_metadata_and_manifest(s3, node, tmp_path):
     assert manifest["target"] == {
         "namespace": "default",
         "pod": "web-0",
-        "pod_uid": "6f1c2a3b-0000-4000-8000-00000000abcd",
+        "pod_uid": POD_UID,
         "container": "app",
         "container_id": CONTAINER_ID,
         "node": "node-1",
@@ -207,8 +234,16 @@ def test_single_put_object_metadata_and_manifest(s3, node, tmp_path):
     assert manifest["workflow"] == {
         "namespace": "falco-response",
         "name": "falco-response-0123456789abcdef",
-        "uid": "0b4c2d9e-1111-4222-8333-944445555666",
+        "uid": WORKFLOW_UID,
     }
+    identity = manifest["identity"]
+    assert identity["verified"] == {"container_id": CONTAINER_ID, "pod_uid": POD_UID} and identity["match"] is True
+    assert (identity["archive"]["container_id"], identity["archive"]["pod_uid"]) == (CONTAINER_ID, POD_UID)
+    assert identity["archive"]["runtime_name"] == f"app_web-0_default_{POD_UID}_0"  # containerd makeContainerName
+    assert identity["archive"]["sources"] == [
+        "config.dump id", "spec.dump io.kubernetes.cri.sandbox-uid", "status.dump id", "status.dump io.kubernetes.pod.uid",
+    ]
+    assert (head["Metadata"]["workflow-uid"], head["Metadata"]["pod-uid"]) == (WORKFLOW_UID, POD_UID)
     assert set(manifest["versions"]) == {"python", "boto3", "botocore", "kubernetes", "falco-argo-response"}
     assert manifest["versions"]["python"] == sys.version.split()[0]
 
@@ -429,6 +464,10 @@ def test_bad_alert_is_refused(s3, node, tmp_path, alert, message):
         ({"namespace": "default\n"}, "namespace"),
         ({"image": "nginx:1.27\n"}, "image"),
         ({"container_id": "$(id)"}, "container-id"),
+        ({"container_id": CONTAINER_ID[:12]}, "container-id: '" + CONTAINER_ID[:12] + "' is not the full 64-hex container id"),
+        ({"pod_uid": None}, "--pod-uid"),
+        ({"pod_uid": "../x"}, "pod-uid"),
+        ({"workflow_uid": None}, "--workflow-uid"),
         ({"alert_time": "yesterday"}, "alert-time"),
         ({"workflow_name": "wf/../../x"}, "workflow-name"),
         ({"prefix": "../escape"}, "prefix"),
@@ -462,23 +501,30 @@ def test_missing_credentials_are_refused(s3, node, tmp_path):
 # --- the evidence pipeline on one node ----------------------------------------------------------------
 
 
+def checkpoint_step(kube, step_env, tmp_path: Path, pod: dict, **extra: str) -> subprocess.CompletedProcess:
+    """`python -m steps.checkpoint` for container app of `pod`, with the identity verify output."""
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "app")
+    values = {
+        "namespace": "default", "pod": pod["metadata"]["name"], "container": "app", "node": "node-1",
+        "pod-uid": pod["metadata"]["uid"], "container-id": status["containerID"].partition("://")[2],
+        "path": "kubelet", "timeout": "30", "ca-bundle": str(kube.kubelet_ca), "outputs-dir": str(tmp_path / "ckpt-out"),
+        **extra,
+    }  # fmt: skip
+    argv = [sys.executable, "-m", "steps.checkpoint", *(f"--{k}={v}" for k, v in values.items())]
+    return subprocess.run(argv, env=step_env(step="checkpoint"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_checkpoint_then_copy_on_the_same_node(kube, step_env, s3, tmp_path):
-    kube.add_pod("default", "web-0", "node-1", containers=[{"name": "app", "image": "nginx:1.27", "id": CONTAINER_ID}])
-    ckpt_out = tmp_path / "checkpoint-out"
-    argv = [
-        sys.executable, "-m", "steps.checkpoint", "--namespace=default", "--pod=web-0", "--container=app",
-        "--node=node-1", "--path=kubelet", "--timeout=30", f"--ca-bundle={kube.kubelet_ca}",
-        f"--outputs-dir={ckpt_out}",
-    ]  # fmt: skip
-    checkpoint = subprocess.run(argv, env=step_env(step="checkpoint"), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    pod = kube.add_pod("default", "web-0", "node-1", containers=[{"name": "app", "image": "nginx:1.27", "id": CONTAINER_ID}])
+    checkpoint = checkpoint_step(kube, step_env, tmp_path, pod)
     assert checkpoint.returncode == 0, checkpoint.stderr
-    archive = (ckpt_out / "archive").read_text()
+    archive = (tmp_path / "ckpt-out" / "archive").read_text()
     node_dir = kube.checkpoint_dir("node-1")
     name = archive.rsplit("/", 1)[1]
     original = (node_dir / name).read_bytes()
 
     values = flags(s3, node_dir, tmp_path, archive=archive, bucket=LOCKED, object_lock_mode="GOVERNANCE",
-                   object_lock_days="1")  # fmt: skip
+                   object_lock_days="1", pod_uid=pod["metadata"]["uid"])  # fmt: skip
     copy = run_copy(s3, values, env=kube.env())
     assert copy.returncode == 0, copy.stderr
     assert list(node_dir.iterdir()) == []
@@ -488,12 +534,247 @@ def test_checkpoint_then_copy_on_the_same_node(kube, step_env, s3, tmp_path):
     assert outputs(tmp_path)["sha256"] == hashlib.sha256(original).hexdigest()
     with tarfile.open(fileobj=io.BytesIO(stored)) as tar:
         members = tar.getnames()
-    assert "config.dump" in members and "spec.dump" in members
+    assert "config.dump" in members and "spec.dump" in members and "status.dump" in members
     assert any(m.startswith("checkpoint/") for m in members)
+    assert members.index("config.dump") > members.index("checkpoint/pages-1.img")  # containerd: lexical order
     manifest = json.loads(s3.client().get_object(Bucket=LOCKED, Key=MANIFEST)["Body"].read())
     assert manifest["checkpoint"]["kubelet_path"] == archive
     assert manifest["checkpoint"]["file"] == name
     assert manifest["object_lock"]["mode"] == "GOVERNANCE"
+    assert manifest["identity"]["archive"]["pod_uid"] == pod["metadata"]["uid"] == manifest["target"]["pod_uid"]
+
+
+def test_a_restart_between_verify_and_the_checkpoint_is_not_taken_as_evidence(kube, step_env, s3, tmp_path):
+    """The attacker kills PID 1 as the kubelet is asked for the checkpoint (after the checkpoint
+    step's own check): the kubelet dumps the container running now, the restarted one
+    (FakeKube.restart_container: new containerID, lastState.terminated with the old one). Its
+    config.dump/status.dump name the new id, so copy uploads nothing and keeps the archive. On the
+    previous code copy stored it and its manifest named the verified container as the target."""
+    pod = kube.add_pod("default", "web-0", "node-1", containers=[{"name": "app", "image": "nginx:1.27", "id": CONTAINER_ID}])
+    restarted: list[str] = []
+
+    def kill_pid_1(method: str, path: str) -> None:
+        if method == "POST" and path.startswith("/checkpoint/") and not restarted:
+            restarted.append(kube.restart_container("default", "web-0", "app"))
+
+    remove = kube.on_request(kill_pid_1)
+    try:
+        checkpoint = checkpoint_step(kube, step_env, tmp_path, pod)
+    finally:
+        remove()
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    archive = (tmp_path / "ckpt-out" / "archive").read_text()
+    node_dir = kube.checkpoint_dir("node-1")
+    name = archive.rsplit("/", 1)[1]
+
+    result = run_copy(s3, flags(s3, node_dir, tmp_path, archive=archive, pod_uid=pod["metadata"]["uid"]))
+    assert result.returncode == 1
+    one_error_line(
+        result, f"{name} is not a checkpoint of the verified container", f"it names container {restarted[0][:12]}",
+        f"verify checked container {CONTAINER_ID[:12]}", "the container restarted in between", "nothing uploaded as evidence",
+        "the archive stays on node node-1",
+    )  # fmt: skip
+    assert uploads(s3) == [] and keys(s3, BUCKET) == []
+    assert [p.name for p in node_dir.iterdir()] == [name]
+
+
+@pytest.mark.parametrize(
+    "pod,why",
+    [
+        ({"container_id": hashlib.sha256(b"restarted").hexdigest(), "restarts": 1}, "the container restarted"),
+        ({"pod_uid": "9a9a9a9a-0000-4000-8000-0000000000ff"}, "the pod was replaced"),
+    ],
+)
+def test_an_archive_of_another_container_is_refused_and_kept(s3, node, tmp_path, pod, why):
+    """The archive's own metadata (config.dump id; spec.dump io.kubernetes.cri.sandbox-uid and
+    status.dump as containerd's CheckpointContainer writes them) decides, not its file name."""
+    data = make_archive(node, 4096, **pod)
+    result = run_copy(s3, flags(s3, node, tmp_path))
+    assert result.returncode == 1
+    one_error_line(result, "is not a checkpoint of the verified container", why, "the archive stays on node node-1")
+    assert uploads(s3) == []
+    assert (node / ARCHIVE).read_bytes() == data and outputs(tmp_path) == {}
+
+
+def test_a_crio_archive_names_its_container_in_spec_dump(s3, node, tmp_path):
+    """CRI-O writes no status.dump; spec.dump's annotations carry io.kubernetes.cri-o.ContainerID
+    and the kubelet's io.kubernetes.pod.uid label (internal/factory/container SpecAddAnnotations),
+    and its tar puts config.dump after checkpoint/ (internal/lib/checkpoint.go exportCheckpoint)."""
+    make_archive(node, 4096, runtime="cri-o")
+    result = run_copy(s3, flags(s3, node, tmp_path))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=MANIFEST)["Body"].read())
+    archive = manifest["identity"]["archive"]
+    assert archive["sources"] == ["config.dump id", "spec.dump io.kubernetes.cri-o.ContainerID", "spec.dump io.kubernetes.pod.uid"]
+    assert archive["runtime_name"] == f"k8s_app_web-0_default_{POD_UID}_0"
+    assert (archive["container"], archive["pod"], archive["namespace"]) == ("app", "web-0", "default")
+
+    other = make_archive(node, 4096, runtime="cri-o", pod_uid="9a9a9a9a-0000-4000-8000-0000000000ff")
+    again = run_copy(s3, flags(s3, node, tmp_path, workflow_uid="1b4c2d9e-1111-4222-8333-944445555666"))
+    assert again.returncode == 1
+    one_error_line(again, "the pod was replaced in between")
+    assert (node / ARCHIVE).read_bytes() == other
+
+
+def test_metadata_that_contradicts_itself_or_no_tar_is_refused(s3, node, tmp_path):
+    members = checkpoint_members(node_pod(), "app", CHECKPOINTED)
+    forged = [(n, json.dumps({**json.loads(d), "id": "f" * 64}).encode() if n == "status.dump" else d) for n, d in members]
+    write_checkpoint_archive(node / ARCHIVE, forged, 0, CHECKPOINTED.timestamp())
+    result = run_copy(s3, flags(s3, node, tmp_path))
+    assert result.returncode == 1
+    one_error_line(result, "its metadata names different container ids", "config.dump id=", "status.dump id=")
+    (node / ARCHIVE).write_bytes(os.urandom(4096))
+    result = run_copy(s3, flags(s3, node, tmp_path))
+    assert result.returncode == 1
+    one_error_line(result, "is not a readable tar archive", "the archive stays on node node-1")
+    assert uploads(s3) == []
+
+
+# --- write-once evidence -----------------------------------------------------------------------------
+
+
+def test_a_replay_never_overwrites_the_evidence(s3, node, tmp_path):
+    """Every PutObject carries If-None-Match: * (S3 answers 412 PreconditionFailed when the key
+    exists, API_PutObject). A second copy to the same key with another archive fails in one line
+    and the first object stays the only version. On the previous code the second PUT replaced it."""
+    first = make_archive(node, 512 * 1024)
+    assert run_copy(s3, flags(s3, node, tmp_path)).returncode == 0
+    second = make_archive(node, 512 * 1024)  # new memory pages, same name, same workflow run
+    assert second != first
+    result = run_copy(s3, flags(s3, node, tmp_path))
+    assert result.returncode == 1
+    one_error_line(result, f"s3://{BUCKET}/{KEY} already exists and is not this archive", "nothing was overwritten",
+                   "the archive stays on node node-1")  # fmt: skip
+    client = s3.client()
+    assert client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == first
+    versions = client.list_object_versions(Bucket=BUCKET, Prefix=KEY).get("Versions", [])
+    assert len(versions) == 1
+    assert (node / ARCHIVE).read_bytes() == second
+    refused = [r for r in s3.requests if r[0] == "PUT" and r[1] == f"/{BUCKET}/{KEY}"]
+    assert [r[3] for r in refused] == [200, 412]
+
+
+@pytest.mark.parametrize("size", [4096, 11 * MiB])
+def test_a_retry_of_the_same_run_keeps_what_it_stored(s3, node, tmp_path, size):
+    """Argo retried copy after it stored both objects but before it deleted the archive: the 412s
+    find this very archive (size and sha256 metadata) and this run's manifest, keep them, and the
+    step finishes; for a multipart upload at CompleteMultipartUpload, the new upload is aborted. The
+    retention the first attempt set is the one verified (the retry's clock has moved on)."""
+    data = make_archive(node, size)
+    values = flags(s3, node, tmp_path, part_size=str(5 * MiB), bucket=LOCKED, object_lock_mode="GOVERNANCE",
+                   object_lock_days="1")  # fmt: skip
+    first_run = run_copy(s3, values)
+    assert first_run.returncode == 0, first_run.stderr
+    first = outputs(tmp_path)
+    # The retry runs later: its "now + 1 day" is not the first attempt's. Make that plain (seconds
+    # apart would be within the 1 s the check allows): the stored retention, shortened with a
+    # GOVERNANCE bypass, is what the retry must verify against, not its own clock.
+    earlier = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    s3.client().put_object_retention(
+        Bucket=LOCKED, Key=KEY, VersionId=first["version-id"], BypassGovernanceRetention=True, ChecksumAlgorithm="SHA256",
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": earlier},
+    )  # fmt: skip
+    put_back(node, data)
+    s3.requests.clear()
+    again = run_copy(s3, values)
+    assert again.returncode == 0, again.stderr
+    assert "already holds this archive" in again.stdout and "already holds this archive's manifest" in again.stdout
+    assert outputs(tmp_path) == first and list(node.iterdir()) == []
+    assert len(s3.client().list_object_versions(Bucket=LOCKED).get("Versions", [])) == 2
+    assert s3.incomplete_uploads(LOCKED) == []
+    assert 412 in [r[3] for r in s3.requests]
+
+
+def test_keys_are_unique_per_workflow_run(s3, node, tmp_path):
+    """The same alert replayed after the dedupe window gets the same deterministic workflow name
+    but a new workflow UID: its evidence goes next to the first, never over it."""
+    first = make_archive(node, 512 * 1024)
+    assert run_copy(s3, flags(s3, node, tmp_path)).returncode == 0
+    second = make_archive(node, 512 * 1024)
+    other = "1b4c2d9e-1111-4222-8333-944445555666"
+    assert run_copy(s3, flags(s3, node, tmp_path, workflow_uid=other)).returncode == 0
+    client = s3.client()
+    assert client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == first
+    assert client.get_object(Bucket=BUCKET, Key=KEY.replace(WORKFLOW_UID, other))["Body"].read() == second
+    assert len(keys(s3, BUCKET)) == 4
+
+
+def test_a_conflicting_delete_restarts_the_multipart_upload(s3, node, tmp_path):
+    """A DeleteObject of the key that succeeds during the upload makes the conditional
+    CompleteMultipartUpload fail with 409 ConditionalRequestConflict; S3 says to re-initiate the
+    upload with CreateMultipartUpload (API_CompleteMultipartUpload, If-None-Match)."""
+    data = make_archive(node, 11 * MiB)
+    client = s3.client()
+    deleted: list[int] = []
+
+    def delete_the_key(method: str, path: str) -> None:
+        if method == "POST" and path == f"/{BUCKET}/{KEY}" and not deleted:
+            deleted.append(client.delete_object(Bucket=BUCKET, Key=KEY)["ResponseMetadata"]["HTTPStatusCode"])
+
+    remove = s3.on_conditional_write(delete_the_key)
+    try:
+        result = run_copy(s3, flags(s3, node, tmp_path, part_size=str(5 * MiB)))
+    finally:
+        remove()
+    assert result.returncode == 0, result.stderr
+    assert "starting the multipart upload again" in result.stdout
+    completes = [r[3] for r in s3.requests if r[0] == "POST" and "uploadId" in r[2]]
+    assert completes == [409, 200] and deleted == [204]
+    assert len([r for r in s3.requests if r[0] == "POST" and r[2] == "uploads"]) == 2
+    assert client.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
+    assert s3.incomplete_uploads(BUCKET) == []
+
+
+def test_the_standin_answers_conditional_writes_as_s3_does(s3):
+    """standin.s3 against the S3 API reference (PutObject, CompleteMultipartUpload: If-None-Match)
+    and the user guide (conditional writes; only the current version counts, so a delete marker
+    does not): 412 when the key exists, 501 for a value other than *, of two racing conditional
+    writes the first to finish wins, 409 when a delete of the key succeeds during the write."""
+    client = s3.client()
+
+    def code(fn) -> tuple[int, str]:
+        try:
+            return fn()["ResponseMetadata"]["HTTPStatusCode"], ""
+        except ClientError as exc:
+            return exc.response["ResponseMetadata"]["HTTPStatusCode"], exc.response["Error"]["Code"]
+
+    put = lambda key, body, match="*": lambda: client.put_object(Bucket=BUCKET, Key=key, Body=body, IfNoneMatch=match)  # noqa: E731
+    assert code(put("k", b"one")) == (200, "")
+    assert code(put("k", b"two")) == (412, "PreconditionFailed")
+    assert code(put("k", b"two", '"abc"')) == (501, "NotImplemented")
+    assert client.get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"one"
+    client.delete_object(Bucket=BUCKET, Key="k")  # a delete marker is the current version now
+    assert code(put("k", b"three")) == (200, "")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        racing = sorted(pool.map(lambda body: code(put("race", body)), [b"a", b"b"]))
+    assert racing == [(200, ""), (412, "PreconditionFailed")]
+
+    remove = s3.on_conditional_write(lambda method, path: client.delete_object(Bucket=BUCKET, Key="p"))
+    try:
+        assert code(put("p", b"x")) == (409, "ConditionalRequestConflict")
+    finally:
+        remove()
+    assert code(put("p", b"x")) == (200, "")
+
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="m")["UploadId"]
+    etag = client.upload_part(Bucket=BUCKET, Key="m", UploadId=upload, PartNumber=1, Body=b"x" * 10)["ETag"]
+    complete = lambda: client.complete_multipart_upload(  # noqa: E731
+        Bucket=BUCKET, Key="m", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+        IfNoneMatch="*",
+    )
+    client.delete_object(Bucket=BUCKET, Key="m")
+    assert code(complete) == (409, "ConditionalRequestConflict")
+    client.put_object(Bucket=BUCKET, Key="n", Body=b"there")
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="n")["UploadId"]
+    etag = client.upload_part(Bucket=BUCKET, Key="n", UploadId=upload, PartNumber=1, Body=b"x" * 10)["ETag"]
+    assert code(lambda: client.complete_multipart_upload(
+        Bucket=BUCKET, Key="n", UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+        IfNoneMatch="*",
+    )) == (412, "PreconditionFailed")  # fmt: skip
+    assert client.get_object(Bucket=BUCKET, Key="n")["Body"].read() == b"there"
 
 
 def test_lost_answer_to_complete_multipart_upload(s3, node, tmp_path):
