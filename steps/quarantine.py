@@ -2,24 +2,49 @@
 
 1. Make sure the deny-all NetworkPolicy `falco-response-quarantine` exists in the pod's namespace
    (podSelector falco-response.io/quarantined=true, policyTypes Ingress and Egress, no rules).
+   With --mechanism=admin-network-policy, also the AdminNetworkPolicy (policy.networking.k8s.io/
+   v1alpha1, cluster-scoped) `falco-response-quarantine-<namespace>`: priority --anp-priority,
+   subject the quarantined pods of that namespace, Deny all ingress and egress. ANP rules are
+   evaluated before every NetworkPolicy, which cannot override them (network-policy-api
+   apis/v1alpha1 AdminNetworkPolicySpec.Priority, AdminNetworkPolicyRuleActionDeny).
 2. One patch on the pod: add falco-response.io/quarantined=true (isolated from then on), remove
    the labels that Services, the owning ReplicaSet/StatefulSet/DaemonSet and allow-NetworkPolicies
    select it by, and record the alert, the workflow, the time and the removed labels in
    annotations. The controller then releases the pod and starts a replacement, while the
    compromised pod stays for investigation.
+3. Check, on the pod as patched, what still keeps it reachable:
+   - `hostNetwork: true`: "NetworkPolicy behaviour for hostNetwork pods is undefined" and the
+     most common implementation ignores them (Kubernetes docs, Network Policies, "NetworkPolicy
+     and hostNetwork pods"); ANP subjects never include them (AdminNetworkPolicySpec.Subject);
+   - any other NetworkPolicy of the namespace whose podSelector selects the pod and that has rules
+     for a policy type it covers: policies are additive, "the pod is restricted to what is allowed
+     by the union of those policies' ingress/egress rules" (same page, "Isolated and Non-isolated
+     Pods"), so our deny-all takes nothing away from them. policyTypes defaults to Ingress, plus
+     Egress when egress rules exist (pkg/apis/networking/v1/defaults.go SetDefaults_NetworkPolicy);
+   - with the AdminNetworkPolicy: another ANP of higher or equal precedence (priority <= ours;
+     equal is undefined) whose subject selects the pod with Allow or Pass rules; and NetworkPolicy
+     ingress rules admitting sources no ANP ingress peer can name (ipBlock peers or no `from`:
+     AdminNetworkPolicyIngressPeer has only namespaces and pods), which only our deny-all stops.
+   The verdict is the output `result`: `isolated` or `not-isolated: <why>` (one line naming the
+   policies and hostNetwork), and `isolated` (true | false). Not isolated: everything above is
+   still applied, then the step fails with that line (exit 1), so the node fails visibly and the
+   pipeline's escalation (settings.quarantine.on_not_isolated) can act on it.
 
 Idempotent: a second run finds the pod quarantined, detaches whatever selects it again, keeps
-the first run's annotations and merges the removed-labels record (never loses an entry).
---dry-run=true reads everything and logs exactly what it would do, changing nothing.
-Outputs: result (quarantined | already-quarantined | dry-run), removed-labels (JSON object).
+the first run's annotations and merges the removed-labels record (never loses an entry), and
+checks isolation again. --dry-run=true reads everything and logs exactly what it would do,
+changing nothing: result `dry-run: isolated` or `dry-run: not-isolated: <why>`, exit 0.
+Outputs: result, isolated, removed-labels (JSON object).
 
 RBAC: pods get, patch; services list; networkpolicies get, create, list;
-apps replicasets, statefulsets, daemonsets get.
+apps replicasets, statefulsets, daemonsets get; with the AdminNetworkPolicy also
+policy.networking.k8s.io adminnetworkpolicies get, create, list and namespaces get.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +55,12 @@ from steps.common import api_status, body, Refused, StepError
 from steps.common import alert_time, pod_uid, protected, rule_name
 
 OWN_PREFIX = f"{names.DOMAIN}/"
+MECHANISMS = ("network-policy", "admin-network-policy")
+ANP_GROUP, ANP_VERSION, ANP_PLURAL = "policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies"
+ANP_PREFIX = f"{names.QUARANTINE_NETWORKPOLICY}-"  # + the namespace: one per namespace, like the NetworkPolicy
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace, immutable
+EVERY_ADDRESS = ["0.0.0.0/0", "::/0"]
+MAX_REASONS = 3  # the verdict stays one readable line (the error line is cut at 400 characters)
 OWNER_KINDS = {"ReplicaSet": "replica_set", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 CONFLICT_ATTEMPTS = 3
 
@@ -39,27 +70,26 @@ def parse(argv: Sequence[str] | None):
     parser.flag("namespace", common.dns_label)
     parser.flag("pod", common.dns_subdomain)
     parser.flag("pod-uid", pod_uid, default="")
-    parser.flag("workflow", workflow_ref)
+    parser.flag("workflow", common.workflow_ref)
     parser.flag("policy", common.dns_label)
     parser.flag("rule", rule_name)
     parser.flag("priority", common.priority)
     parser.flag("alert-time", alert_time)
     parser.flag("dry-run", common.boolean, default="false")
+    parser.flag("mechanism", common.one_of(*MECHANISMS), default="network-policy")
+    parser.flag("anp-priority", anp_priority, default="0")
     parser.flag("protected-namespaces", default=",".join(DEFAULT_PROTECTED))
     args = parser.parse(argv)
     protected(args.namespace, args.protected_namespaces)
     return args
 
 
-def workflow_ref(name: str, value: str) -> str:
-    """<namespace>/<name> of the response Workflow."""
-    ns, _, wf = value.partition("/")
-    try:
-        common.dns_label(name, ns)
-        common.dns_subdomain(name, wf)
-    except Refused:
-        raise Refused(f"{name}: {value[:80]!r} is not <namespace>/<name>") from None
-    return value
+def anp_priority(name: str, value: object) -> int:
+    """AdminNetworkPolicySpec.Priority: 0 (first) to 1000."""
+    text = common.matching(re.compile(r"[0-9]{1,4}"), "an integer from 0 to 1000")(name, value)
+    if int(text) > 1000:
+        raise Refused(f"{name}: {text!r} is not an integer from 0 to 1000")
+    return int(text)
 
 
 # --- selectors -----------------------------------------------------------------------------------
@@ -105,6 +135,7 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.net = client.NetworkingV1Api(api)
+        self.custom = client.CustomObjectsApi(api)  # AdminNetworkPolicy is a CRD (network-policy-api)
         self.ApiException = client.ApiException
 
     def get_pod(self, name: str) -> dict | None:
@@ -220,6 +251,204 @@ def ensure_networkpolicy(cluster: Cluster, dry_run: bool) -> str:
     return "exists"
 
 
+# --- the AdminNetworkPolicy ----------------------------------------------------------------------
+
+
+def anp_name(namespace: str) -> str:
+    return f"{ANP_PREFIX}{namespace}"
+
+
+def wanted_admin_network_policy(namespace: str, priority: int) -> dict:
+    """Deny every ingress from pods and every egress, for the quarantined pods of one namespace.
+
+    Ingress peers can only be namespaces or pods (AdminNetworkPolicyIngressPeer): traffic from
+    nodes and from outside the cluster is left to the deny-all NetworkPolicy. Egress to
+    `networks` 0.0.0.0/0 and ::/0 covers every destination, pods included (AdminNetworkPolicyEgressPeer.Networks)."""
+    return {
+        "apiVersion": f"{ANP_GROUP}/{ANP_VERSION}",
+        "kind": "AdminNetworkPolicy",
+        "metadata": {
+            "name": anp_name(namespace),
+            "labels": names.common_labels("quarantine") | {names.MANAGED_BY: names.APP},
+        },
+        "spec": {
+            "priority": priority,
+            "subject": {
+                "pods": {
+                    "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}},
+                    "podSelector": {"matchLabels": {names.LABEL_QUARANTINED: "true"}},
+                }
+            },
+            "ingress": [{"name": "quarantine-deny-ingress", "action": "Deny", "from": [{"namespaces": {}}]}],
+            "egress": [
+                {"name": "quarantine-deny-egress", "action": "Deny", "to": [{"namespaces": {}}, {"networks": EVERY_ADDRESS}]}
+            ],
+        },
+    }
+
+
+def ensure_admin_network_policy(cluster: Cluster, priority: int, dry_run: bool) -> str | None:
+    """Create (or find) our ANP; None when it is in place, else why it is not (one phrase).
+
+    A missing ANP never stops the quarantine: the NetworkPolicy and the patch still go on, and
+    the verdict says the stronger isolation is not there."""
+    name = anp_name(cluster.ns)
+    wanted = wanted_admin_network_policy(cluster.ns, priority)
+    read = lambda: cluster.custom.get_cluster_custom_object(  # noqa: E731
+        ANP_GROUP, ANP_VERSION, ANP_PLURAL, name, _preload_content=False
+    )
+    if not dry_run:
+        try:
+            common.retry(
+                lambda: cluster.custom.create_cluster_custom_object(
+                    ANP_GROUP, ANP_VERSION, ANP_PLURAL, wanted, _preload_content=False
+                ),
+                f"create adminnetworkpolicy {name}",
+            )
+            common.log(f"quarantine: created AdminNetworkPolicy {name} (priority {priority}, deny all ingress and egress)")
+            return None
+        except cluster.ApiException as exc:
+            if api_status(exc) != 409:
+                return anp_problem(name, exc)
+    try:
+        existing = body(common.retry(read, f"get adminnetworkpolicy {name}"))
+    except cluster.ApiException as exc:
+        if dry_run and api_status(exc) == 404 and "could not find the requested resource" not in str(exc.body or ""):
+            common.log(f"quarantine: dry run: would create AdminNetworkPolicy {name} (priority {priority})")
+            return None
+        return anp_problem(name, exc)
+    if existing.get("spec") != wanted["spec"]:
+        common.log(f"quarantine: warning: AdminNetworkPolicy {name} exists but is not our deny-all (priority "
+                   f"{(existing.get('spec') or {}).get('priority')}, other subject or rules): fix or delete it")
+        return f"AdminNetworkPolicy {name} is not our deny-all"
+    common.log(f"quarantine: {'dry run: ' if dry_run else ''}AdminNetworkPolicy {name} already exists")
+    return None
+
+
+def anp_problem(name: str, exc) -> str:
+    if api_status(exc) == 404:
+        common.log(f"quarantine: warning: this cluster does not serve {ANP_PLURAL}.{ANP_GROUP}/{ANP_VERSION}: install "
+                   "network-policy-api's CRDs and a network plugin that implements them, or set quarantine.mechanism: network-policy")
+        return f"AdminNetworkPolicy {name} missing: {ANP_PLURAL}.{ANP_GROUP} not served"
+    return f"AdminNetworkPolicy {name} missing: {common.describe(exc)}"
+
+
+# --- what keeps the pod reachable ----------------------------------------------------------------
+
+
+def policy_types(spec: dict) -> list[str]:
+    """spec.policyTypes, defaulted as the API server does (SetDefaults_NetworkPolicy)."""
+    return list(spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else [])))
+
+
+def beyond_anp_peers(rules: list[dict]) -> bool:
+    """Does an ingress rule admit a source an ANP ingress peer cannot name (a node, an outside address)?"""
+    for rule in rules:
+        peers = rule.get("from") or []
+        if not peers or any("ipBlock" in peer for peer in peers):
+            return True
+    return False
+
+
+def networkpolicy_reasons(cluster: Cluster, labels: dict, anp: bool) -> list[str]:
+    """The other NetworkPolicies that select the pod and allow traffic our isolation does not stop."""
+    try:
+        policies = body(
+            common.retry(
+                lambda: cluster.net.list_namespaced_network_policy(cluster.ns, _preload_content=False),
+                f"list networkpolicies in {cluster.ns}",
+            )
+        ).get("items") or []
+    except cluster.ApiException as exc:
+        return [f"NetworkPolicies in {cluster.ns} could not be checked ({common.describe(exc)})"]
+    reasons = []
+    for policy in sorted(policies, key=lambda p: p["metadata"]["name"]):
+        name = policy["metadata"]["name"]
+        spec = policy.get("spec") or {}
+        if name == names.QUARANTINE_NETWORKPOLICY or not selects(spec.get("podSelector"), labels):
+            continue
+        types = policy_types(spec)
+        if anp:  # ANP Deny rules come first; only ingress from non-pod sources falls through to NetworkPolicies
+            if "Ingress" in types and beyond_anp_peers(spec.get("ingress") or []):
+                reasons.append(f"NetworkPolicy {cluster.ns}/{name} allows ingress from nodes or outside addresses "
+                               "(no AdminNetworkPolicy peer)")
+            continue
+        allowed = [t.lower() for t in ("Ingress", "Egress") if t in types and spec.get(t.lower())]
+        if allowed:
+            reasons.append(f"NetworkPolicy {cluster.ns}/{name} allows {' and '.join(allowed)}")
+    return reasons
+
+
+def admin_network_policy_reasons(cluster: Cluster, pod_labels: dict, priority: int) -> list[str]:
+    """Other ANPs that come before ours (or tie with it) for this pod and let traffic through."""
+    try:
+        namespace = body(common.retry(lambda: cluster.core.read_namespace(cluster.ns, _preload_content=False),
+                                      f"get namespace {cluster.ns}"))
+        anps = body(common.retry(
+            lambda: cluster.custom.list_cluster_custom_object(ANP_GROUP, ANP_VERSION, ANP_PLURAL, _preload_content=False),
+            "list adminnetworkpolicies",
+        )).get("items") or []
+    except cluster.ApiException as exc:
+        return [f"AdminNetworkPolicies could not be checked ({common.describe(exc)})"]
+    ns_labels = (namespace.get("metadata") or {}).get("labels") or {}
+    reasons = []
+    for anp in sorted(anps, key=lambda a: ((a.get("spec") or {}).get("priority", 1000), a["metadata"]["name"])):
+        name, spec = anp["metadata"]["name"], anp.get("spec") or {}
+        if name == anp_name(cluster.ns) or not isinstance(spec.get("priority"), int) or spec["priority"] > priority:
+            continue
+        subject = spec.get("subject") or {}
+        pods = subject.get("pods")
+        if "namespaces" in subject:
+            chosen = selects(subject["namespaces"], ns_labels)
+        elif isinstance(pods, dict):
+            chosen = selects(pods.get("namespaceSelector"), ns_labels) and selects(pods.get("podSelector"), pod_labels)
+        else:
+            chosen = False
+        if not chosen:
+            continue
+        for direction in ("ingress", "egress"):
+            actions = sorted({r.get("action") for r in spec.get(direction) or []} & {"Allow", "Pass"})
+            if actions:
+                verb = " and ".join({"Allow": "allows", "Pass": "passes to NetworkPolicies"}[a] for a in actions)
+                reasons.append(f"AdminNetworkPolicy {name} (priority {spec['priority']} <= {priority}) {verb} {direction}")
+    return reasons
+
+
+def reachability(cluster: Cluster, pod: dict, labels: dict, args, anp_problem_text: str | None) -> list[str]:
+    """Why the pod, labelled `labels`, is still reachable; [] when it is isolated."""
+    reasons = []
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        reasons.append("pod uses hostNetwork (network policies do not apply)")
+    anp = args.mechanism == "admin-network-policy"
+    if anp and anp_problem_text:
+        reasons.append(anp_problem_text)
+        anp = False  # judged as the NetworkPolicy alone
+    if anp:
+        reasons += admin_network_policy_reasons(cluster, labels, args.anp_priority)
+    reasons += networkpolicy_reasons(cluster, labels, anp)
+    return reasons
+
+
+def verdict(reasons: list[str]) -> str:
+    if not reasons:
+        return "isolated"
+    shown = reasons[:MAX_REASONS]
+    if len(reasons) > MAX_REASONS:
+        shown.append(f"and {len(reasons) - MAX_REASONS} more")
+    return "not-isolated: " + "; ".join(shown)
+
+
+def labels_after(labels: dict, patch: dict | None) -> dict:
+    """The pod's labels once `patch` (a merge patch of metadata.labels) is applied."""
+    out = dict(labels)
+    for key, value in (((patch or {}).get("metadata") or {}).get("labels") or {}).items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
 # --- detaching -----------------------------------------------------------------------------------
 
 
@@ -314,6 +543,10 @@ def plan(args, cluster: Cluster, pod: dict) -> tuple[bool, dict[str, str], dict[
     return already, remove, merged, {"metadata": metadata}
 
 
+class NotIsolated(StepError):
+    """Everything was applied and the pod is still reachable: the node fails with the verdict."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     where = f"{args.namespace}/{args.pod}"
@@ -326,13 +559,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise StepError(f"pod {where} not found: nothing to quarantine")
     if args.pod_uid and pod["metadata"].get("uid") != args.pod_uid:
         raise Refused(f"pod {where} has uid {pod['metadata'].get('uid')}, not {args.pod_uid}: it was replaced since the alert")
-    if (pod.get("spec") or {}).get("hostNetwork"):
-        common.log(f"quarantine: warning: pod {where} uses hostNetwork: NetworkPolicy cannot isolate it")
 
     ensure_networkpolicy(cluster, args.dry_run)
+    anp_missing = None
+    if args.mechanism == "admin-network-policy":
+        anp_missing = ensure_admin_network_policy(cluster, args.anp_priority, args.dry_run)
+        if anp_missing:
+            common.log(f"quarantine: warning: {anp_missing}")
 
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         already, remove, merged, patch = plan(args, cluster, pod)
+        labels = labels_after(pod["metadata"].get("labels") or {}, patch)
         if args.dry_run:
             if already:
                 common.log(f"quarantine: dry run: pod {where} is already quarantined")
@@ -340,14 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 common.log(f"quarantine: dry run: nothing to change on pod {where}")
             else:
                 common.log(f"quarantine: dry run: would patch pod {where} with {json.dumps(patch, sort_keys=True)}")
-            result, removed = "dry-run", merged
+            removed = merged
             break
         if patch is None:
             common.log(f"quarantine: pod {where} is already quarantined and detached: nothing to change")
-            result, removed = "already-quarantined", merged
+            removed = merged
             break
         try:
-            common.retry(
+            response = common.retry(
                 lambda: cluster.core.patch_namespaced_pod(args.pod, args.namespace, patch, _preload_content=False),
                 f"patch pod {where}",
             )
@@ -362,19 +599,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise StepError(f"pod {where} vanished before it could be quarantined: nothing to quarantine") from None
                 continue
             raise StepError(f"cannot patch pod {where}: {common.describe(exc)}") from exc
+        pod = body(response) or pod  # the pod as the API server stored it: its labels are what policies select
+        labels = pod["metadata"].get("labels") or labels
         removed_text = ", ".join(f"{k}={v}" for k, v in sorted(remove.items())) or "none"
         if already:
             common.log(f"quarantine: pod {where} was already quarantined; detached again, removed labels: {removed_text}")
-            result = "already-quarantined"
         else:
-            common.log(f"quarantine: pod {where} quarantined (label {names.LABEL_QUARANTINED}=true), removed labels: {removed_text}")
-            result = "quarantined"
+            common.log(f"quarantine: pod {where} labelled {names.LABEL_QUARANTINED}=true, removed labels: {removed_text}")
         removed = merged
         break
 
+    reasons = reachability(cluster, pod, labels, args, anp_missing)
+    result = verdict(reasons)
+    if args.dry_run:
+        result = f"dry-run: {result}"
     common.write_output(args.outputs_dir, "result", result)
+    common.write_output(args.outputs_dir, "isolated", "false" if reasons else "true")
     common.write_output(args.outputs_dir, "removed-labels", json.dumps(removed, sort_keys=True))
     common.log(f"quarantine: result {result}")
+    if reasons and not args.dry_run:
+        raise NotIsolated(result)
     return 0
 
 

@@ -159,15 +159,15 @@ def action_text(args, steps: dict[str, dict]) -> str:
 
     parts = []
     if "quarantine" in steps:
-        parts.append(
-            {
-                "quarantined": f"pod quarantined (deny-all NetworkPolicy {names.QUARANTINE_NETWORKPOLICY}, "
-                "detached from its Services and controller, kept for investigation)",
-                "already-quarantined": "pod was already quarantined",
-                "dry-run": "would have quarantined the pod",
-            }.get(result("quarantine"), f"quarantine {steps['quarantine']['phase']}, result {result('quarantine')}")
-        )
-    if "delete" in steps:
+        parts.append(quarantine_text(steps["quarantine"]["phase"], result("quarantine")))
+        escalation = steps.get("delete", {})
+        if escalation.get("phase") not in (None, "not-run", "Omitted", "Skipped"):
+            # quarantine.on_not_isolated: delete ran after a not-isolated quarantine
+            parts.append("escalated to delete: " + {
+                "deleted": "pod deleted",
+                "already-gone": "pod was already gone",
+            }.get(result("delete"), f"delete {escalation['phase']}, result {result('delete')}"))
+    elif "delete" in steps:
         parts.append(
             {
                 "deleted": "pod deleted",
@@ -178,6 +178,27 @@ def action_text(args, steps: dict[str, dict]) -> str:
     if args.pipeline == "checkpoint-only":
         parts.append("pod left running (checkpoint only)")
     return "; ".join(parts)
+
+
+def quarantine_text(phase: str, result: str) -> str:
+    """The quarantine outcome: "quarantined" only when the step found the pod isolated."""
+    known = {
+        "isolated": f"pod quarantined and isolated (deny-all NetworkPolicy {names.QUARANTINE_NETWORKPOLICY}, "
+        "detached from its Services and controller, kept for investigation)",
+        "dry-run: isolated": "would have quarantined the pod",
+        # results of the quarantine step before it judged isolation (Workflows still running an older template)
+        "quarantined": f"pod quarantined (deny-all NetworkPolicy {names.QUARANTINE_NETWORKPOLICY}, "
+        "detached from its Services and controller, kept for investigation)",
+        "already-quarantined": "pod was already quarantined",
+        "dry-run": "would have quarantined the pod",
+    }
+    if result in known:
+        return known[result]
+    if result.startswith("not-isolated: "):
+        return f"pod NOT isolated, still reachable ({result.removeprefix('not-isolated: ')}); labelled, detached, deny-all applied"
+    if result.startswith("dry-run: not-isolated: "):
+        return f"would have labelled and detached the pod, but it would NOT be isolated ({result.removeprefix('dry-run: not-isolated: ')})"
+    return f"quarantine {phase}, result {result or UNKNOWN}"
 
 
 def evidence_of(steps: dict[str, dict]) -> dict[str, str]:
