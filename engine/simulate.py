@@ -64,6 +64,7 @@ class Decision:
     workflow: dict | None = None
     error: str | None = None  # a trigger that failed
     forced: str | None = None
+    refused: str | None = None  # why every Sensor refuses the alert at the same filter, in words
 
     @property
     def matched(self) -> bool:
@@ -115,6 +116,8 @@ class Decision:
                 f"policy {self.sensor.policy} (Sensor {self.sensor.sensor}, {self.sensor.order} of {len(self.results)}) "
                 f"fires trigger {self.trigger}: Workflow {self.workflow_name}"
             )
+        if self.refused:
+            return "no Sensor fires: " + self.refused
         return "no Sensor fires: " + "; ".join(f"{r.sensor}: {r.reason}" for r in self.results)
 
 
@@ -124,6 +127,8 @@ def decide(
     """Evaluate every Sensor; the first one that fires (in policy order) decides."""
     results = sensorsim.evaluate_all(sensors, event_data, webhook, now_ms=now_ms)
     decision = Decision(results=results, fired=[r for r in results if r.matched])
+    if not decision.fired:
+        decision.refused = common_refusal(results, event_data)
     if decision.fired:
         first = decision.fired[0]
         decision.sensor = first
@@ -135,6 +140,54 @@ def decide(
         else:
             decision.error = "the Sensor has no trigger"
     return decision
+
+
+def common_refusal(results: list[SensorResult], event_data: bytes) -> str | None:
+    """When every Sensor stops at the same filter for the same reason: that, once, and what in the alert trips it."""
+    if not results or any(r.failure is None for r in results):
+        return None
+    if len({(r.failure.kind, r.failure.index, r.failure.path, r.failure.reason) for r in results}) != 1:
+        return None
+    failure = results[0].failure
+    where = f"every Sensor's {failure.describe().split(': ', 1)[1]}"
+    why = json_trouble(sensorsim.parse_json(sensorsim.go_text(event_data)), failure.path or "")
+    return f"{why}: {where}" if why else where
+
+
+def _repeated_or_escaped(node, where: str) -> str | None:
+    if node is None or node.kind != "object":
+        return None
+    escaped = [raw for raw in node.key_raws if "\\" in raw]
+    if escaped:
+        return f"key {escaped[0]} {where} is written with JSON escapes"
+    seen: dict[str, int] = {}
+    for key, _ in node.items:
+        seen[key] = seen.get(key, 0) + 1
+    repeated = [f"{k!r} appears {n} times" for k, n in seen.items() if n > 1]
+    if repeated:
+        return f"key {' and '.join(repeated)} {where} (Argo Events' data filters and templates read the first, its Lua filter the last)"
+    return None
+
+
+def json_trouble(root, path: str) -> str | None:
+    """In words, what the Sensors' JSON filters (sensors.policies.json_filters) see in the alert."""
+    body = sensorsim.gjson_get(root, "body")
+    if path == "body.@keys":
+        return _repeated_or_escaped(body, "at the top level")
+    if path == "body.output_fields.@keys":
+        return _repeated_or_escaped(sensorsim.gjson_get(root, "body.output_fields"), "in output_fields")
+    if path == "body.[tags]":
+        tags = sensorsim.gjson_get(root, "body.tags")
+        if tags is not None and tags.kind != "array":
+            return f"tags is {_short(tags.raw)}, not an array of tags"
+        odd = next((t.raw for t in tags.items if t.kind != "string" or "\\" in t.raw), None) if tags else None
+        if odd is not None:
+            return f"tags holds {_short(odd)}, not a plain string"
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_policy(sensors: list[dict], name: str) -> None:
@@ -171,6 +224,7 @@ def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: st
         wf = result.workflow
         wf["spec"]["workflowTemplateRef"]["name"] = names.workflow_template_name(pipeline)
         wf["metadata"]["labels"][names.LABEL_PIPELINE] = pipeline
+        set_severity(wf, pipeline)
         wf["metadata"]["labels"][names.LABEL_POLICY] = "demo"
         for p in wf["spec"]["arguments"]["parameters"]:
             if p.get("name") == "policy":
@@ -179,6 +233,17 @@ def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: st
     else:
         decision.forced = f"forced policy {meta} (Sensor {sensor['metadata']['name']}'s trigger, filters bypassed)"
     return decision
+
+
+def set_severity(workflow: dict, pipeline: str) -> None:
+    """Name and severity label for PIPELINE (and the dry-run parameter): a Workflow of another severity."""
+    params = sensorsim.workflow_parameters(workflow)
+    severity = names.response_severity(pipeline, params.get("dry-run") == "true")
+    meta = workflow["metadata"]
+    parsed = names.parse_workflow_name(meta.get("name") or "")
+    if parsed:
+        meta["name"] = names.workflow_name(parsed[0], severity)
+    meta.setdefault("labels", {})[names.LABEL_SEVERITY] = str(severity)
 
 
 def _pipeline_of(sensor: dict) -> str | None:

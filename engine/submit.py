@@ -2,7 +2,8 @@
 
 With an alert, the parameters, labels and the Workflow name are derived the way the Sensor derives
 them (standin.argo.events.sensors on the Sensors in build/), so a manual submit for an alert the Sensor already
-handled is refused as AlreadyExists (the same deterministic name). Without an alert, or to
+handled is refused as AlreadyExists (the same deterministic name). The name's severity follows the
+pipeline and dry-run finally chosen (engine.names.response_severity). Without an alert, or to
 complete or override it, give `-p name=value`. `--pipeline` chooses the WorkflowTemplate (default:
 the one the firing Sensor uses). The command is printed shell-quoted; `--run` runs it (as an argv
 list, never through a shell) when the `argo` CLI is on PATH.
@@ -21,7 +22,7 @@ from engine import names, simulate
 from standin.argo.events import sensors as sensorsim
 from standin.argo.workflows import LocalRunner
 
-LABELS = (names.LABEL_POLICY, names.LABEL_PIPELINE, names.LABEL_NAMESPACE, names.LABEL_POD, names.LABEL_RULE)
+LABELS = (names.LABEL_POLICY, names.LABEL_PIPELINE, names.LABEL_NAMESPACE, names.LABEL_POD, names.LABEL_RULE, names.LABEL_SEVERITY)
 
 
 class SubmitError(ValueError):
@@ -98,6 +99,13 @@ def build_command(
         enum = p.get("enum")
         if enum and key in params and params[key] not in [str(e) for e in enum]:
             raise SubmitError(f"parameter {key}: {params[key]!r} is not one of {enum}")
+    if name:
+        # the pipeline and dry-run decide the severity: a submit of another severity is another Workflow
+        severity = names.response_severity(pipeline, params.get("dry-run") == "true")
+        parsed = names.parse_workflow_name(name)
+        if parsed:
+            name = names.workflow_name(parsed[0], severity)
+        labels[names.LABEL_SEVERITY] = str(severity)
     namespace = wt["metadata"].get("namespace", "default")
     argv = ["argo", "submit", "--from", f"workflowtemplate/{wt['metadata']['name']}", "-n", namespace]
     if name:

@@ -1,18 +1,33 @@
 """One Sensor per policy, in policy order, with Argo Events' real filter semantics.
 
 Each Sensor's single dependency carries:
-- data filters (AND): the alert must be about a container in a pod (namespace, pod and a 12-hex
-  container id present and well-formed, not a protected namespace) and match the policy's own
-  conditions. String values are Go regexps matched UNANCHORED by Argo Events, so every one is
-  anchored here; dotted output-field keys are escaped for GJSON.
-- a Lua script filter: optional fields (hostname, container.name) are well-formed when present,
+- data filters (AND): the alert's top-level and output_fields keys are unique and unescaped,
+  `tags` is absent, null or an array of plain strings (these three are the same in every Sensor,
+  see below); the alert is about a container in a pod (namespace, pod and a 12-hex container id
+  present and well-formed, not a protected namespace); and it matches the policy's own conditions.
+  String values are Go regexps matched UNANCHORED by Argo Events, so every one is anchored here;
+  dotted output-field keys are escaped for GJSON.
+- a Lua script filter: the fields the filters read are strings (policy output fields: not
+  objects or arrays), optional fields (hostname, container.name) are well-formed when present,
   and no EARLIER policy matches. This is what makes first-match-wins hold for the Sensors as
   deployed: data filters cannot express "not (A and B)", and a missing path rejects an event in
   data and expr filters, while Lua sees a missing field as nil.
 
+Why first match wins for ANY JSON: Sensor k fires when its data filters D_k pass and, in Lua, no
+L_j (j < k) holds. Two Sensors j < k fire only if D_j passes while L_j fails on the same alert. The
+data filters (GJSON) read the FIRST of repeated keys and any JSON value as its text; Lua reads a Go
+map (the LAST of repeated keys) with typed values. So every Sensor refuses what would make the two
+readings differ: repeated or escaped keys where the filters read (top level, output_fields), tags
+that are not plain strings, non-string values in the fields the gating filters read, objects or
+arrays in the policy output fields. On what is left, both read the same values, and one_of in Lua
+accepts whatever the anchored regexp accepts (JSON null as "", numbers by value), so D_j implies
+L_j: at most one Sensor fires, and the templates (gjson Value(), first occurrence) read the very
+values the filters checked.
+
 The trigger submits a Workflow that references the pipeline's WorkflowTemplate. Its name is
-derived from namespace/pod/container id, so a second alert for the same container instance is
-refused by the API server as AlreadyExists while the first Workflow exists (the dedupe window).
+derived from namespace/pod/container id and the policy's severity (names.SEVERITY_ORDER), so a
+second alert for the same container instance and severity is refused by the API server as
+AlreadyExists while the first Workflow exists (the dedupe window), and a more severe one is not.
 """
 
 from __future__ import annotations
@@ -37,6 +52,26 @@ RE_SHORT_ID = "^[0-9a-f]{12}$"
 RE_TIME = f"^(?:{ALERT_TIME})$"
 RE_RULE = f"^(?:{FALCO_RULE_NAME})$"  # the steps refuse anything else: never start a doomed response
 
+# The keys of an object, as GJSON's @keys modifier lists them: each key's raw JSON text, EVERY
+# occurrence, in order (modKeys, gjson v1.19.0). A data filter's template gets that text as .Input
+# (filterData: pathResult.String()) and the result is matched against ^unique$. With no backslash
+# in it (no key written with escapes, which GJSON and Go would decode alike), `","` separates keys
+# and nothing else, so splitting on it gives the keys exactly. sprig's uniq is quadratic: more
+# than MAX_KEYS keys are refused before it runs (Go's `if` evaluates only the branch taken).
+MAX_KEYS = 256
+_KEYS = '(trimPrefix "[\\"" .Input | trimSuffix "\\"]")'
+KEYS_TEMPLATE = (
+    '{{ if contains "\\\\" .Input }}escaped-key{{ else }}'
+    f'{{{{ if gt (len (splitList "\\",\\"" .Input)) {MAX_KEYS} }}}}over-{MAX_KEYS}-keys{{{{ else }}}}'
+    f'{{{{ if eq (len (splitList "\\",\\"" {_KEYS})) (len (uniq (splitList "\\",\\"" {_KEYS}))) }}}}unique'
+    "{{ else }}repeated-key{{ end }}{{ end }}{{ end }}"
+)
+KEYS_OK = "^unique$"
+# A JSON string with no escapes: its raw text is its value, as GJSON and Lua both read it.
+_PLAIN = '"[^"\\\\]*"'
+# body.[tags] (a GJSON sub-selector) is `[]` when tags is absent, else `[<tags as raw JSON>]`.
+RE_TAGS_SHAPE = f"^\\[(?:null|\\[(?:{_PLAIN}(?:,{_PLAIN})*)?\\])?\\]$"
+
 
 def quote_meta(text: str) -> str:
     """Go's regexp.QuoteMeta: escape exactly the RE2 metacharacters."""
@@ -53,8 +88,20 @@ def gjson_path(field: str) -> str:
     return f"body.output_fields.{escaped}"
 
 
-def _data(path: str, regex: str, negate: bool = False) -> ev.DataFilter:
-    return ev.DataFilter(path=path, type="string", value=[regex], comparator="!=" if negate else None)
+def _data(path: str, regex: str, negate: bool = False, template: str | None = None) -> ev.DataFilter:
+    return ev.DataFilter(path=path, type="string", value=[regex], comparator="!=" if negate else None, template=template)
+
+
+def tags_regex(tags: list[str]) -> str:
+    """An array of plain strings, one of which is exactly a given tag.
+
+    GJSON reads an array as its raw JSON text (compacted by the EventSource); the whole text is
+    matched, element by element, so a tag `"trigger-checkpoint` (leading quote: `"\\"trigger-…"`) or
+    a `tags` object `{"trigger-checkpoint": false}` does not match. Tags are letters, digits and
+    `_.:-` (config), so their JSON text is themselves.
+    """
+    wanted = '"(?:' + "|".join(quote_meta(t) for t in tags) + ')"'
+    return f"^\\[(?:{_PLAIN},)*{wanted}(?:,{_PLAIN})*\\]$"
 
 
 def _priority_names(policy: Policy) -> list[str] | None:
@@ -65,9 +112,18 @@ def _priority_names(policy: Policy) -> list[str] | None:
     return admitted + aliases
 
 
+def json_filters() -> list[ev.DataFilter]:
+    """What makes GJSON and Lua read one alert alike (module docstring); identical in every Sensor."""
+    return [
+        _data("body.@keys", KEYS_OK, template=KEYS_TEMPLATE),
+        _data("body.output_fields.@keys", KEYS_OK, template=KEYS_TEMPLATE),
+        _data("body.[tags]", RE_TAGS_SHAPE),
+    ]
+
+
 def gating_filters(settings: Settings) -> list[ev.DataFilter]:
     """What every pod action needs, whatever the policy."""
-    return [
+    return json_filters() + [
         _data(NS, RE_DNS_LABEL),
         _data(NS, one_of(settings.protected_namespaces), negate=True),
         _data(POD, RE_DNS_SUBDOMAIN),
@@ -86,8 +142,7 @@ def policy_filters(policy: Policy) -> list[ev.DataFilter]:
     priorities = _priority_names(policy)
     out.append(_data("body.priority", one_of(priorities or list(PRIORITIES) + list(PRIORITY_ALIASES))))
     if match.tags:
-        # GJSON renders an array as its JSON text: a tag matches as a whole quoted element.
-        out.append(_data("body.tags", '"(?:' + "|".join(quote_meta(t) for t in match.tags) + ')"'))
+        out.append(_data("body.tags", tags_regex(match.tags)))
     if match.sources:
         out.append(_data("body.source", one_of(match.sources)))
     if match.namespaces:
@@ -145,10 +200,23 @@ local b = event.body
 if type(b) ~= "table" then return false end
 local f = b.output_fields
 if type(f) ~= "table" then return false end
-local function one_of(v, set) return type(v) == "string" and set[v] == true end
+-- what the data filters read as text must be strings here too (absent or null: nil)
+for _, v in pairs({b.rule, b.priority, b.time, b.source, f["k8s.ns.name"], f["k8s.pod.name"], f["container.id"]}) do
+  if type(v) ~= "string" then return false end
+end
+-- v as a data filter reads it (GJSON String()): null is "", a number is compared by value
+local function one_of(v, set)
+  if v == nil then return set[""] == true end
+  if type(v) == "string" then return set[v] == true end
+  if type(v) == "boolean" then return set[tostring(v)] == true end
+  if type(v) == "number" then
+    for s in pairs(set) do if tonumber(s) == v then return true end end
+  end
+  return false
+end
 local function any_tag(set)
   if type(b.tags) ~= "table" then return false end
-  for _, t in ipairs(b.tags) do if one_of(t, set) then return true end end
+  for _, t in ipairs(b.tags) do if type(t) == "string" and set[t] == true then return true end end
   return false
 end
 local function well_formed(v, pattern, max)
@@ -164,6 +232,12 @@ def lua_script(config: ResponseConfig, index: int) -> str:
     policy = config.policies[index]
     lines = [f"-- policy {policy.name!s} ({index + 1} of {len(config.policies)}), generated from response.yaml"]
     lines.append(LUA_PRELUDE.rstrip("\n"))
+    matched = sorted({field for p in config.policies for field in (p.match.output_fields or {})})
+    if matched:
+        lines.append("-- the policies' output fields: a data filter reads an object or array as its JSON text, Lua cannot")
+        lines.append(f"for _, k in ipairs({{{', '.join(lua_string(k) for k in matched)}}}) do")
+        lines.append('  if type(f[k]) == "table" then return false end')
+        lines.append("end")
     if index:
         lines.append("-- first match wins: an earlier policy takes this alert")
     for earlier in config.policies[:index]:
@@ -201,6 +275,7 @@ def workflow_resource(config: ResponseConfig, policy: Policy) -> dict:
                 **names.common_labels("response"),
                 names.LABEL_POLICY: policy.name,
                 names.LABEL_PIPELINE: policy.response,
+                names.LABEL_SEVERITY: str(names.response_severity(policy.response, policy.dry_run)),
                 names.LABEL_NAMESPACE: "placeholder",
                 names.LABEL_POD: "placeholder",
                 names.LABEL_RULE: "placeholder",
@@ -225,8 +300,10 @@ def trigger_parameters(policy: Policy) -> list[ev.TriggerParameter]:
     return [
         _param(
             "metadata.name",
-            template=names.WORKFLOW_NAME_PREFIX
-            + '{{ printf "%s/%s/%s" ' + f"{NS_T} {POD_T} {CID_T}" + " | sha256sum | trunc 16 }}",
+            template=names.workflow_name(
+                '{{ printf "%s/%s/%s" ' + f"{NS_T} {POD_T} {CID_T}" + " | sha256sum | trunc 16 }}",
+                names.response_severity(policy.response, policy.dry_run),
+            ),
         ),
         _param(label % _sjson_key(names.LABEL_NAMESPACE), template="{{ " + NS_T + " }}"),
         _param(label % _sjson_key(names.LABEL_POD), template="{{ " + POD_T + ' | trunc 63 | trimAll "-." }}'),

@@ -27,10 +27,7 @@ def test_every_string_filter_is_anchored():
         for f in policies.sensor(cfg, index)["spec"]["dependencies"][0]["filters"]["data"]:
             for value in f["value"]:
                 re.compile(value)
-                if f["path"] == "body.tags":
-                    assert value.startswith('"') and value.endswith('"')  # a whole quoted element
-                else:
-                    assert value.startswith("^") and value.endswith("$"), value
+                assert value.startswith("^") and value.endswith("$"), value  # the tags too: the whole array
 
 
 def test_one_of_matches_whole_values_only():
@@ -92,3 +89,22 @@ def test_lua_rejects_alerts_an_earlier_policy_takes():
 def test_lua_checks_optional_fields(body, ok):
     cfg = _cfg({"name": "only", "response": "delete"})
     assert _lua(policies.lua_script(cfg, 0), body) is ok
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"output_fields": {}, "rule": 7},
+        {"output_fields": {}, "priority": True},
+        {"output_fields": {"k8s.ns.name": 12}},
+        {"output_fields": {"container.id": ["0123456789ab"]}},
+        {"output_fields": {"proc.name": {"nc": True}}},  # an output field a policy matches on
+    ],
+)
+def test_lua_refuses_values_the_data_filters_would_read_as_text(body):
+    """What the data filters read through gjson String() must be a string in Lua too (policy output
+    fields: not a table), or the two would disagree on which policy matches."""
+    cfg = _cfg({"name": "nc", "match": {"output_fields": {"proc.name": ["nc"]}}, "response": "delete"},
+               {"name": "rest", "response": "quarantine"})
+    assert _lua(policies.lua_script(cfg, 1), body) is False
+    assert _lua(policies.lua_script(cfg, 1), {"output_fields": {"proc.name": "sh"}, "rule": "r"}) is True

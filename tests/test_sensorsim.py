@@ -109,7 +109,8 @@ def test_dotted_keys_need_escaped_paths_and_first_duplicate_key_wins():
     assert ss.gjson_get(root, "body.output_fields.k8s\\.ns\\.name").string() == "dotted"
     assert ss.gjson_get(root, "body.output_fields.k8s.ns.name").string() == "nested"
     assert ss.gjson_get(root, "body.rule").string() == "first"  # gjson: first key
-    assert root.value()["body"]["rule"] == "second"  # Go maps: last key
+    assert root.value()["body"]["rule"] == "first"  # gjson Value() (dataTemplate .Input): arrayOrMap keeps the first
+    assert ss.go_unmarshal(root)["body"]["rule"] == "second"  # json.Unmarshal into a Go map (Lua's event): the last
 
 
 def test_bracket_keys_work_escaped_or_not():
@@ -334,3 +335,122 @@ def test_webhook_over_http(tmp_path):
     header = json.loads(seen[0])["header"]
     assert header["Authorization"] == ["*** Masked Auth Secret ***"] and header["User-Agent"] == ["Falcosidekick"]
     assert "Host" not in header
+
+
+# --- GJSON beyond plain keys: what the JSON filters use (gjson v1.19.0, gjson.go) -------------------
+
+
+def _root(body: str):
+    return ss.parse_json(_data(body).decode())
+
+
+def test_keys_modifier_lists_every_occurrence_as_raw_text():
+    """modKeys: ForEach over the raw object, each key's Raw; a dot before a modifier pipes (isDotPiperChar)."""
+    root = _root('{"rule": "a", "ru\\u006ce": "b", "rule": "c", "output_fields": {"k<8>s": 1}}')
+    assert ss.gjson_get(root, "body.@keys").raw == '["rule","ru\\u006ce","rule","output_fields"]'
+    assert ss.gjson_get(root, "body|@keys").raw == ss.gjson_get(root, "body.@keys").raw
+    # the event's body is Go-compacted with HTML escapes: so are its keys
+    assert ss.gjson_get(root, "body.output_fields.@keys").raw == '["k\\u003c8\\u003es"]'
+    assert ss.gjson_get(root, "body.rule").string() == "a"  # a plain path: the first occurrence
+
+
+def test_keys_modifier_on_missing_and_non_objects():
+    """Get pipes c.value (empty when the key is missing) into the modifier: modKeys("") is `[]`;
+    on a non-object, ForEach yields `null` per element (one for a scalar)."""
+    root = _root('{"s": "x", "a": [1, 2], "o": {}}')
+    assert ss.gjson_get(root, "body.missing.@keys").raw == "[]"  # exists: the object holding it was reached
+    assert ss.gjson_get(root, "nope.deeper.@keys") is None  # `nope` missing: parseObject never reached the pipe
+    assert ss.gjson_get(root, "body.s.@keys").raw == "[null]"
+    assert ss.gjson_get(root, "body.a.@keys").raw == "[null,null]"
+    assert ss.gjson_get(root, "body.o.@keys").raw == "[]"
+    assert ss.gjson_get(root, "body.@this").raw == ss.gjson_get(root, "body").raw
+
+
+def test_a_path_through_repeated_keys_takes_the_first_that_leads_somewhere():
+    """parseObject: the last component returns the first matching key; a component with more path
+    after it goes on scanning when the rest is not found under the first match."""
+    root = _root('{"a": 1, "a": 2, "o": {}, "o": {"k": "second"}, "s": "x", "s": {"k": "under-second"}}')
+    assert ss.gjson_get(root, "body.a").raw == "1"
+    assert ss.gjson_get(root, "body.o.k").string() == "second"
+    assert ss.gjson_get(root, "body.s.k").string() == "under-second"
+    assert root.value()["body"]["o"] == {}  # Value() (templates) keeps the first object: the paths and templates differ
+
+
+def test_sub_selector_collects_the_values_that_exist():
+    """Get's `[` branch (parseSubSelectors): `[` + the Raw of each sub-path that exists + `]`."""
+    assert ss.gjson_get(_root('{"tags": ["a", "b"]}'), "body.[tags]").raw == '[["a","b"]]'
+    assert ss.gjson_get(_root('{"rule": "r"}'), "body.[tags]").raw == "[]"
+    assert ss.gjson_get(_root('{"tags": null}'), "body.[tags]").raw == "[null]"
+    assert ss.gjson_get(_root('{"tags": {"t": false}, "rule": "r"}'), "body.[tags,rule]").raw == '[{"t":false},"r"]'
+
+
+@pytest.mark.parametrize("path", ["body.ru*e", "body.tags.#", "body.tags.#(==\"a\")", "body.{tags}", "body.@reverse",
+                                  "body.@keys:{}", "!true", "..0"])
+def test_gjson_features_not_implemented_fail_loudly(path):
+    with pytest.raises(ss.Unsupported):
+        ss.gjson_get(_root('{"rule": "r", "tags": ["a"]}'), path)
+
+
+def test_sprig_list_functions_and_go_comparisons():
+    """sprig v3.3.0 splitList (strings.Split), uniq (first of each, reflect.DeepEqual); text/template lt/gt."""
+    tpl = '{{ len (splitList "," .Input) }}/{{ len (uniq (splitList "," .Input)) }}/{{ gt (len .Input) 3 }}'
+    assert ss.go_template(tpl).execute({"Input": "a,b,a"}) == "3/2/true"
+    assert ss.go_template(tpl).execute({"Input": ""}) == "1/1/false"
+    with pytest.raises(ss.GoError, match="incompatible types"):
+        ss.go_template('{{ gt 1 "a" }}').execute({})
+    with pytest.raises(ss.GoError, match="uniq"):
+        ss.go_template("{{ uniq .Input }}").execute({"Input": "abc"})
+
+
+# --- the JSON filters the generator puts in every Sensor ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body,ok,why",
+    [
+        ('{"rule": "r", "output_fields": {"a": 1}}', True, None),
+        ('{"rule": "r"}', True, None),  # no output_fields: `[]` (the namespace filter refuses it later)
+        ('{"rule": "r", "priority": "x", "rule": "s"}', False, "repeated-key"),
+        ('{"output_fields": {"k8s.ns.name": "a", "x": 1, "k8s.ns.name": "b"}}', False, "repeated-key"),
+        ('{"rule": "r", "ru\\u006ce": "s"}', False, "escaped-key"),
+        ('{"a\\"b": 1}', False, "escaped-key"),
+        ('{"a,b": 1, "a": 2, "b": 3}', True, None),  # a comma inside a key is not a separator
+        ("{" + ",".join(f'"k{i}": {i}' for i in range(257)) + "}", False, "over-256-keys"),
+    ],
+)
+def test_keys_filter_refuses_repeated_and_escaped_keys(body, ok, why):
+    """filterData with a template: .Input is the @keys text, the result is matched against ^unique$."""
+    from sensors import policies
+
+    dep = _dep([f.model_dump(exclude_none=True) for f in policies.json_filters()[:2]])
+    failure = ss.evaluate_dependency(dep, _root(body))
+    assert (failure is None) is ok, failure and failure.describe()
+    if why:
+        assert f"'{why}' does not match ^unique$" in failure.reason
+
+
+@pytest.mark.parametrize(
+    "tags,shape_ok,tagged",
+    [
+        (["container", "trigger-checkpoint"], True, True),
+        (["trigger-checkpoint"], True, True),
+        (["trigger-checkpoint-not", "not-trigger-checkpoint"], True, False),
+        ([], True, False),
+        (None, True, False),
+        (['"trigger-checkpoint'], False, False),  # raw "\"trigger-checkpoint": a different tag
+        ({"trigger-checkpoint": False}, False, False),
+        ("trigger-checkpoint", False, False),
+        ([None, "trigger-checkpoint"], False, False),
+        ([["trigger-checkpoint"]], False, False),
+        (["<x>", "trigger-checkpoint"], False, False),  # \\u003c: not a plain string
+    ],
+)
+def test_tag_filters_match_whole_array_elements_only(tags, shape_ok, tagged):
+    """body.[tags] must be absent, null or an array of plain strings (every Sensor); body.tags must hold the tag."""
+    from sensors import policies
+
+    shape = _dep([{"path": "body.[tags]", "type": "string", "value": [policies.RE_TAGS_SHAPE]}])
+    tag = _dep([_string("body.tags", policies.tags_regex(["trigger-checkpoint"]))])
+    assert _passes(shape, {"tags": tags}) is shape_ok
+    assert _passes(tag, {"tags": tags}) is tagged
+    assert _passes(shape, {"rule": "no tags"})

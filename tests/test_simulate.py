@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -74,8 +75,9 @@ def simulate_json(*args: str, stdin: bytes | None = None) -> dict:
     return _one_object(cli("simulate", "--json", *args, stdin=stdin))
 
 
-def workflow_name(ns: str, pod: str, cid: str) -> str:
-    return "falco-response-" + hashlib.sha256(f"{ns}/{pod}/{cid}".encode()).hexdigest()[:16]
+def workflow_name(ns: str, pod: str, cid: str, severity: int = 3) -> str:
+    """falco-response-<sha256(ns/pod/cid)[:16]>-<severity> (3: checkpoint-and-quarantine)."""
+    return "falco-response-" + hashlib.sha256(f"{ns}/{pod}/{cid}".encode()).hexdigest()[:16] + f"-{severity}"
 
 
 @pytest.mark.parametrize("name,matched,policy,pipeline,node", EXPECTED, ids=[e[0][:2] for e in EXPECTED])
@@ -272,3 +274,162 @@ def test_simulated_workflows_are_valid_argo_workflows():
         if matched:
             decision = simulate.decide(sensorsim.event_data_for_alert(json.loads((EVENTS / name).read_text())), sensors, spec)
             assert argo_schema.errors(decision.workflow) == [], name
+
+
+# --- hostile JSON: first match wins whatever the alert's JSON ------------------------------------
+
+
+def _hostile(kind: str) -> bytes:
+    """The aks shell alert (interactive-intrusion), tagged trigger-checkpoint (checkpoint-on-tag),
+    made hostile: text edits, because a JSON encoder never writes a key twice."""
+    alert = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    alert["tags"] = alert["tags"] + ["trigger-checkpoint"]
+    if kind == "quoted-tag":
+        alert.update(rule="Clear Log Activities", tags=['"trigger-checkpoint'])
+    if kind == "tags-object":
+        alert.update(rule="Clear Log Activities", tags={"trigger-checkpoint": False})
+    text = json.dumps(alert)
+    edits = {
+        # the filters read "Terminal shell", Lua "Clear Log Activities": before, Lua said no earlier policy took it
+        "duplicate-rule": ('"rule": "Terminal shell in container"', '"rule": "Terminal shell in container", "rule": "Clear Log Activities"'),
+        # the filters read Notice (>= Notice), Lua Debug
+        "duplicate-priority": ('"priority": "Notice"', '"priority": "Notice", "priority": "Debug"'),
+        # the filters and the templates read default; Lua (and a step decoding the alert) kube-system
+        "duplicate-namespace": ('"k8s.ns.name": "default"', '"k8s.ns.name": "default", "k8s.ns.name": "kube-system"'),
+        # the Lua checks the last hostname (well-formed), the node parameter's template reads the first
+        "duplicate-hostname": ('"hostname": "aks-aksnp0lab-30954262-vmss000002"',
+                               '"hostname": "{{workflow.name}}", "hostname": "aks-aksnp0lab-30954262-vmss000002"'),
+        # the same key spelled with an escape: GJSON and Go decode both to "rule"
+        "escaped-duplicate-rule": ('"rule": "Terminal shell in container"',
+                                   '"rule": "Terminal shell in container", "ru\\u006ce": "Clear Log Activities"'),
+    }
+    if kind in edits:
+        old, new = edits[kind]
+        assert old in text
+        text = text.replace(old, new)
+    return text.encode()
+
+
+HOSTILE_JSON = [
+    ("duplicate-rule", "key 'rule' appears 2 times at the top level", "data filter #1 (body.@keys): 'repeated-key'"),
+    ("duplicate-priority", "key 'priority' appears 2 times at the top level", "data filter #1 (body.@keys): 'repeated-key'"),
+    ("duplicate-namespace", "key 'k8s.ns.name' appears 2 times in output_fields", "data filter #2 (body.output_fields.@keys)"),
+    ("duplicate-hostname", "key 'hostname' appears 2 times at the top level", "data filter #1 (body.@keys)"),
+    ("escaped-duplicate-rule", 'key "ru\\u006ce" at the top level is written with JSON escapes', "data filter #1 (body.@keys): 'escaped-key'"),
+    ("quoted-tag", 'tags holds "\\"trigger-checkpoint", not a plain string', "data filter #3 (body.[tags])"),
+    ("tags-object", 'tags is {"trigger-checkpoint":false}, not an array of tags', "data filter #3 (body.[tags])"),
+]
+
+
+@pytest.mark.parametrize("kind,why,where", HOSTILE_JSON, ids=[h[0] for h in HOSTILE_JSON])
+def test_hostile_json_fires_no_sensor_and_simulate_says_why_in_one_line(kind, why, where):
+    """With the Sensors of the previous build/ each of these made two Sensors fire (duplicate rule,
+    priority), or one fire while its Lua saw another alert (duplicate namespace: Lua saw kube-system),
+    or put a value only the Lua checks, unchecked, in a parameter (duplicate hostname: node
+    `{{workflow.name}}`), or fired on a tag that is not one (quoted tag, tags object). Now every
+    Sensor refuses it at the same JSON filter, and simulate says so once."""
+    result = simulate_json("-", stdin=_hostile(kind))
+    assert not result["matched"] and result["workflow_name"] is None
+    reason = result["reason"]
+    assert len(reason.splitlines()) == 1
+    assert reason.startswith(f"no Sensor fires: {why}") and f"every Sensor's {where}" in reason, reason
+    human = cli("simulate", "-", stdin=_hostile(kind))
+    assert human.returncode == 0 and human.stdout.decode().count("no match") == 3
+    assert human.stdout.decode().rstrip().splitlines()[-1] == reason
+
+
+def test_the_json_filters_are_what_stops_two_sensors_firing(tmp_path):
+    """The same build without the three JSON filters (sensors.policies.json_filters): a duplicate
+    rule or priority makes two Sensors fire again (exit 3, GENERATOR BUG), as in the previous build/."""
+    out = tmp_path / "build"
+    build.write(config.load(ROOT / "response.yaml"), out)
+    for path in (out / "sensors").glob("*.yaml"):
+        obj = yaml.safe_load(path.read_text())
+        data = obj["spec"]["dependencies"][0]["filters"]["data"]
+        assert [f["path"] for f in data[:3]] == ["body.@keys", "body.output_fields.@keys", "body.[tags]"]
+        del data[:3]
+        path.write_text(yaml.safe_dump(obj))
+    for kind in ("duplicate-rule", "duplicate-priority"):
+        proc = cli("simulate", "--json", "--build-dir", str(out), "-", stdin=_hostile(kind))
+        assert proc.returncode == simulate.EXIT_BUG, kind
+        assert "falco-response-interactive-intrusion" in proc.stderr.decode() and "falco-response-checkpoint-on-tag" in proc.stderr.decode()
+
+
+def _mutations(base: dict) -> list[bytes]:
+    """Alerts whose JSON GJSON and Go's json.Unmarshal (Lua) could read differently, deterministic."""
+    import random
+
+    rng = random.Random(8)
+    sane = {  # what the default policies match on
+        "rule": ["Terminal shell in container", "Drop and execute new binary in container", "Clear Log Activities"],
+        "priority": ["Notice", "Critical", "Debug", "Info"],
+        "k8s.ns.name": ["default", "kube-system", "shop"],
+        "tags": [["trigger-checkpoint"], ["container", "trigger-checkpoint"], ["container"], []],
+    }
+    values = {
+        "rule": sane["rule"] + [7, None, True],
+        "priority": sane["priority"] + [5, None],
+        "k8s.ns.name": sane["k8s.ns.name"] + [12, None, ["default"]],
+        "tags": sane["tags"] + [[None, "trigger-checkpoint"], [["trigger-checkpoint"]], [1, "trigger-checkpoint"],
+                                ["trigger-checkpoin\u0074"], {"0": "trigger-checkpoint"}, ["<b>", "trigger-checkpoint"],
+                                "trigger-checkpoint", None],
+    }
+    out = []
+    for _ in range(160):
+        alert = copy.deepcopy(base)
+        pairs = []  # (key, first, second)
+        for key, choices in values.items():
+            first = rng.choice(sane[key] if rng.random() < 0.75 else choices)
+            target = alert["output_fields"] if key == "k8s.ns.name" else alert
+            target[key] = first
+            if rng.random() < 0.2:
+                pairs.append((key, first, rng.choice(choices)))
+        text = json.dumps(alert)
+        for key, first, second in pairs:  # add a second occurrence right after the first
+            old = json.dumps({key: first})[1:-1]
+            text = text.replace(old, old + ", " + json.dumps({key: second})[1:-1], 1)
+        out.append(text.encode())
+    for tags in values["tags"]:
+        out.append(json.dumps({**base, "tags": tags, "rule": "Clear Log Activities"}).encode())
+    return out
+
+
+def test_at_most_one_sensor_fires_and_it_reads_what_its_filters_checked_for_any_json():
+    """170 alerts mixing repeated keys (both orders), non-string values and odd tags: never two
+    Sensors, and a Workflow's parameters are the values both GJSON (first occurrence) and Lua's Go
+    map (last occurrence) see: nothing a filter did not check reaches a template."""
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    base = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    fired = collections.Counter()
+    for body in _mutations(base):
+        decision = simulate.decide(sensorsim.webhook_event_data(body), sensors, spec)
+        assert len(decision.fired) <= 1, (decision.reason, body)
+        fired[decision.policy if decision.matched else None] += 1
+        if not decision.matched:
+            continue
+        root = sensorsim.parse_json(body.decode())
+        first, last = root.value(), sensorsim.go_unmarshal(root)
+        params = decision.parameters
+        for view in (first, last):
+            assert params["rule"] == view["rule"] and params["priority"] == view["priority"]
+            assert params["namespace"] == view["output_fields"]["k8s.ns.name"] != "kube-system"
+    assert all(fired[p] for p in (None, "drop-and-execute", "interactive-intrusion", "checkpoint-on-tag")), fired
+
+
+def test_policy_output_fields_are_read_alike_by_the_filters_and_lua(tmp_path):
+    """A data filter reads any JSON value as text (gjson String(): 1 and 1.0 read "1", null ""),
+    Lua a typed Go value: the generated one_of compares the same way, and an object or array in a
+    policy's output field is refused by every Sensor. Exactly the first policy that matches fires."""
+    out = _custom_build(tmp_path, [
+        {"name": "pid-one", "match": {"output_fields": {"proc.pid": ["1", "true"]}}, "response": "quarantine"},
+        {"name": "anything", "match": {"priority": ">= Notice"}, "response": "delete"},
+    ])
+    base = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    expected = [(1, "pid-one"), ("1", "pid-one"), (1.0, "pid-one"), (True, "pid-one"), ("true", "pid-one"),
+                ("01", "anything"), (2, "anything"), (None, "anything"), ([1], None), ({"1": 1}, None)]
+    for value, policy in expected:
+        alert = copy.deepcopy(base)
+        alert["output_fields"]["proc.pid"] = value
+        result = simulate_json("--build-dir", str(out), "-", stdin=json.dumps(alert).encode())  # 1.0 stays "1.0"
+        assert result["policy"] == policy, (value, result["reason"])

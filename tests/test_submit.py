@@ -1,4 +1,5 @@
-"""`falco-response submit`, and an alert storm through webhook + Sensors + submit: one Workflow per container."""
+"""`falco-response submit`, alert storms through webhook + Sensors + submit (one Workflow per container per
+severity), and escalation: a more severe alert is never deduplicated, a weaker one after it does nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from engine import cli, simulate
+from engine import cli, names, simulate
 from standin import shared_dir
 from standin.argo.events import sensors as sensorsim
 from standin.argo.events.webhook import MASKED, WebhookEndpoint, WebhookServer
@@ -26,6 +27,10 @@ from standin.argo.workflows import LocalRunner
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = shared_dir() / "falco-events"
 ALERT = EVENTS / "02_terminal_shell_in_container.aks.json"
+
+
+def container_hash(ns: str, pod: str, cid: str) -> str:
+    return hashlib.sha256(f"{ns}/{pod}/{cid}".encode()).hexdigest()[:16]
 
 
 def run_cli(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -53,7 +58,20 @@ def test_command_from_an_alert_is_what_the_sensor_would_submit():
     labels = dict(kv.split("=", 1) for kv in argv[argv.index("-l") + 1].split(","))
     assert labels == {"falco-response.io/policy": "interactive-intrusion", "falco-response.io/pipeline": "checkpoint-and-quarantine",
                       "falco-response.io/namespace": "default", "falco-response.io/pod": "hellofalco",
-                      "falco-response.io/rule": "Terminal-shell-in-container"}
+                      "falco-response.io/rule": "Terminal-shell-in-container", "falco-response.io/severity": "3"}
+
+
+def test_overriding_the_pipeline_or_dry_run_names_the_workflow_for_that_severity():
+    """--pipeline and -p dry-run change what runs, so the name's severity follows (names.SEVERITY_ORDER)."""
+    key = container_hash("default", "hellofalco", "1376fe875695")
+    for extra, severity in (([], 3), (["--pipeline", "delete"], 4), (["--pipeline", "checkpoint-and-delete"], 5),
+                            (["--pipeline", "checkpoint-only"], 1), (["-p", "dry-run=true"], 0),
+                            (["--pipeline", "delete", "-p", "dry-run=true"], 0)):
+        code, out, err = run_cli("submit", str(ALERT), *extra)
+        assert code == 0, err
+        argv = shlex.split(out.strip())
+        assert argv[argv.index("--name") + 1] == f"falco-response-{key}-{severity}", extra
+        assert f"falco-response.io/severity={severity}" in argv[argv.index("-l") + 1].split(","), extra
 
 
 def test_overrides_pipeline_and_validation():
@@ -149,5 +167,107 @@ def test_alert_storm_gives_exactly_one_workflow_per_container(kube):
     assert collections.Counter(statuses) == {200: 1000}
     assert outcomes == {"created": 10, "deduplicated": 990}
     workflows = kube.list("workflows", "falco-response")
-    expected = {"falco-response-" + hashlib.sha256(f"default/web-{p}/{p:012x}".encode()).hexdigest()[:16] for p in range(10)}
+    expected = {f"falco-response-{container_hash('default', f'web-{p}', f'{p:012x}')}-3" for p in range(10)}
     assert {w["metadata"]["name"] for w in workflows} == expected
+
+
+def _policy_alert(base: dict, kind: str, pod: int, i: int) -> dict:
+    """An alert of pod web-<pod> that the default response.yaml gives to one policy (and severity)."""
+    alert = copy.deepcopy(base)
+    alert.update(uuid=str(uuid.uuid4()), time=f"2025-11-24T13:{i // 60 % 60:02d}:{i % 60:02d}.{i:09d}Z")
+    if kind == "tag":  # checkpoint-on-tag -> checkpoint-only, severity 1
+        alert.update(rule="Clear Log Activities", priority="Warning", tags=["T1070", "trigger-checkpoint"])
+    elif kind == "shell":  # interactive-intrusion -> checkpoint-and-quarantine, severity 3
+        alert.update(rule="Terminal shell in container", priority="Notice")
+    else:  # drop-and-execute -> checkpoint-and-delete, severity 5
+        alert.update(rule="Drop and execute new binary in container", priority="Critical")
+    alert["output_fields"].update({"k8s.pod.name": f"web-{pod}", "container.id": f"{pod:012x}"})
+    return alert
+
+
+def test_mixed_severity_storm_escalates_once_per_container_and_severity(kube):
+    """600 alerts for 10 pods through the Sensors in build/, weakest policy first: every pod's later,
+    more severe alerts are not suppressed by its earlier response (names end in the severity), and
+    the storm still makes exactly one Workflow per container per severity (30), the rest 409."""
+    kube.add_namespace("falco-response")
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    runner = LocalRunner(kube, ROOT / "build")
+    runner.custom_api()
+    base = json.loads(ALERT.read_text())
+    outcomes: collections.Counter = collections.Counter()
+    kinds = ("tag", "shell", "drop")  # severities 1, 3, 5
+    for i in range(600):
+        alert = _policy_alert(base, kinds[min(i // 150, 2)] if i < 450 else kinds[i % 3], i % 10, i)
+        decision = simulate.decide(sensorsim.event_data_for_alert(alert), sensors, spec)
+        assert decision.workflow is not None and not decision.bug, decision.reason
+        created, _ = runner.submit(decision.workflow)
+        outcomes[(decision.policy, created)] += 1
+    assert outcomes == {
+        ("checkpoint-on-tag", True): 10, ("checkpoint-on-tag", False): 190,
+        ("interactive-intrusion", True): 10, ("interactive-intrusion", False): 190,
+        ("drop-and-execute", True): 10, ("drop-and-execute", False): 190,
+    }
+    workflows = kube.list("workflows", "falco-response")
+    expected = {
+        f"falco-response-{container_hash('default', f'web-{p}', f'{p:012x}')}-{severity}"
+        for p in range(10) for severity in (1, 3, 5)
+    }
+    assert {w["metadata"]["name"] for w in workflows} == expected
+    for w in workflows:
+        key, severity = names.parse_workflow_name(w["metadata"]["name"])
+        labels = w["metadata"]["labels"]
+        assert labels[names.LABEL_SEVERITY] == str(severity)
+        assert names.response_severity(labels[names.LABEL_PIPELINE], False) == severity
+
+
+def test_weaker_alert_after_a_stronger_response_does_nothing(kube, tmp_path):
+    """The pod was quarantined by the checkpoint-and-quarantine Workflow the Sensors name for it;
+    a later checkpoint-only alert for the same container gets its own Workflow (another severity),
+    whose verify (python -m steps.verify with --workflow, as the template passes it) refuses in one
+    line before anything acts; a more severe alert's verify passes (escalation); the quarantine
+    stays. steps/escalation.py; quarantine records its Workflow in falco-response.io/workflow."""
+    from tests.test_verify import add_web_pod, falco_time, hexid, run_step, verify_flags
+
+    add_web_pod(kube)
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    base = json.loads(ALERT.read_text())
+    base["output_fields"].update({"k8s.ns.name": "default", "k8s.pod.name": "web-1", "container.id": hexid("default/web-1/app")[:12],
+                                  "container.name": "app"})
+    base["hostname"] = "node-1"
+
+    def workflow_of(kind: str) -> str:
+        decision = simulate.decide(sensorsim.event_data_for_alert(_policy_alert(base, kind, 1, 0) | {"output_fields": base["output_fields"]}),
+                                   sensors, spec)
+        return f"falco-response/{decision.workflow_name}"
+
+    shell, tag, drop = workflow_of("shell"), workflow_of("tag"), workflow_of("drop")
+    assert [names.parse_workflow_name(w.split("/")[1])[1] for w in (tag, shell, drop)] == [1, 3, 5]
+    quarantined = run_step(kube, "quarantine", {
+        "namespace": "default", "pod": "web-1", "workflow": shell, "policy": "interactive-intrusion",
+        "rule": "Terminal shell in container", "priority": "Notice", "alert-time": falco_time(), "dry-run": "false",
+    }, tmp_path)
+    assert quarantined.rc == 0, quarantined.stderr
+    pod_before = kube.get("pods", "default", "web-1")
+    assert pod_before["metadata"]["annotations"][names.ANNOTATION_WORKFLOW] == shell
+
+    weaker = run_step(kube, "verify", verify_flags(workflow=tag), tmp_path)
+    assert weaker.rc == 1 and weaker.outputs == {}
+    error = weaker.error.splitlines()
+    assert len(error) == 1 and "already quarantined for this container by " + shell in error[0]
+    assert "checkpoint-only response (severity 1) is weaker" in error[0] and "rule escalation" in error[0]
+
+    stronger = run_step(kube, "verify", verify_flags(workflow=drop), tmp_path)
+    assert stronger.rc == 0, stronger.stderr  # escalation: checkpoint-and-delete goes ahead
+    same = run_step(kube, "verify", verify_flags(workflow=shell), tmp_path)
+    assert same.rc == 0, same.stderr  # the same severity (after the dedupe window): quarantine is idempotent
+    other_container = run_step(kube, "verify", verify_flags(**{
+        "workflow": "falco-response/" + names.workflow_name(container_hash("default", "web-1", hexid("default/web-1/sidecar")[:12]), 1),
+        "container-id": hexid("default/web-1/sidecar")[:12], "container-name": "sidecar"}), tmp_path)
+    assert other_container.rc == 0, other_container.stderr  # another container's evidence is still taken
+    by_hand = run_step(kube, "verify", verify_flags(workflow="falco-response/falco-checkpoint-only-x7k2p"), tmp_path)
+    assert by_hand.rc == 0, by_hand.stderr  # `argo submit --from` by a responder: not second-guessed
+    pod_after = kube.get("pods", "default", "web-1")
+    assert pod_after["metadata"]["labels"] == pod_before["metadata"]["labels"]
+    assert pod_after["metadata"]["annotations"] == pod_before["metadata"]["annotations"]

@@ -40,13 +40,14 @@ def go_json_string(value: str) -> str:
 class Node:
     """One JSON value with its raw (compacted, Go-escaped) text, as gjson.Result.Raw holds it."""
 
-    __slots__ = ("kind", "raw", "scalar", "items", "cache")
+    __slots__ = ("kind", "raw", "scalar", "items", "key_raws", "cache")
 
-    def __init__(self, kind: str, raw: str, scalar: Any = None, items: list | None = None):
+    def __init__(self, kind: str, raw: str, scalar: Any = None, items: list | None = None, key_raws: list | None = None):
         self.kind = kind  # object | array | string | number | true | false | null
         self.raw = raw
         self.scalar = scalar  # decoded string for strings
-        self.items = items  # [(key, Node)] for objects, [Node] for arrays
+        self.items = items  # [(key, Node)] for objects, every occurrence in order; [Node] for arrays
+        self.key_raws = key_raws  # objects: each key's raw text as the event holds it (gjson Result.Raw of a key)
         self.cache: dict | None = None  # decoded forms, computed once per event
 
     # --- gjson.Result accessors -------------------------------------------------------------
@@ -92,9 +93,17 @@ class Node:
         return False
 
     def value(self) -> Any:
-        """gjson Result.Value(): objects as maps (last duplicate key wins), numbers as float64."""
+        """gjson Result.Value(): objects as maps, numbers as float64.
+
+        A repeated key keeps its FIRST value: arrayOrMap (gjson v1.19.0 gjson.go) stores a key
+        only `if _, ok := r.oi[key.Str]; !ok`. (Go's json.Unmarshal keeps the last: go_unmarshal.)
+        """
         if self.kind == "object":
-            return {k: v.value() for k, v in self.items}
+            out: dict = {}
+            for k, v in self.items:
+                if k not in out:
+                    out[k] = v.value()
+            return out
         if self.kind == "array":
             return [v.value() for v in self.items]
         if self.kind == "string":
@@ -186,9 +195,10 @@ def _parse_value(text: str, pos: int, depth: int) -> tuple[Node, int]:
     if c == "{":
         items: list = []
         raws: list[str] = []
+        key_raws: list[str] = []
         pos = _WS.match(text, pos + 1).end()
         if pos < len(text) and text[pos] == "}":
-            return Node("object", "{}", items=items), pos + 1
+            return Node("object", "{}", items=items, key_raws=key_raws), pos + 1
         while True:
             m = _STRING.match(text, pos)
             if not m:
@@ -200,13 +210,14 @@ def _parse_value(text: str, pos: int, depth: int) -> tuple[Node, int]:
             pos = _WS.match(text, pos + 1).end()
             child, pos = _parse_value(text, pos, depth + 1)
             items.append((_decode_string(key_raw), child))
-            raws.append(_html_escape(key_raw) + ":" + child.raw)
+            key_raws.append(_html_escape(key_raw))
+            raws.append(key_raws[-1] + ":" + child.raw)
             pos = _WS.match(text, pos).end()
             if pos < len(text) and text[pos] == ",":
                 pos = _WS.match(text, pos + 1).end()
                 continue
             if pos < len(text) and text[pos] == "}":
-                return Node("object", "{" + ",".join(raws) + "}", items=items), pos + 1
+                return Node("object", "{" + ",".join(raws) + "}", items=items, key_raws=key_raws), pos + 1
             raise JSONSyntaxError(f"expected ',' or '}}' at offset {pos}")
     if c == "[":
         elems: list[Node] = []

@@ -457,6 +457,55 @@ def _fn_eq(args: list) -> bool:
     return any(first == other and type(first) is type(other) for other in args[1:])
 
 
+def _basic_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return "invalid"
+
+
+def _fn_less(name: str, args: list, or_equal: bool) -> bool:
+    """text/template funcs.go lt/le: the same basic kind (int, float, string) on both sides."""
+    if len(args) != 2:
+        raise GoError(f"template: wrong number of args for {name}: want 2 got {len(args)}")
+    a, b = args
+    ka, kb = _basic_kind(a), _basic_kind(b)
+    if ka in ("bool", "invalid") or kb in ("bool", "invalid"):
+        raise GoError(f"template: error calling {name}: invalid type for comparison")
+    if ka != kb:
+        raise GoError(f"template: error calling {name}: incompatible types for comparison")
+    return a < b or (or_equal and a == b)
+
+
+def _fn_split_list(args: list) -> list[str]:
+    """sprig splitList: strings.Split(orig, sep)."""
+    sep, orig = _want_str("splitList", args[0]), _want_str("splitList", args[1])
+    return list(orig) if sep == "" else orig.split(sep)
+
+
+def _fn_uniq(args: list) -> list:
+    """sprig uniq: the first occurrence of each element (reflect.DeepEqual), in order; a panic on a non-list."""
+    items = args[0]
+    if not isinstance(items, list):
+        raise GoError(f"template: error calling uniq: Cannot find uniq on type {go_type(items)}")
+    out: list = []
+    seen: set = set()
+    for item in items:
+        if isinstance(item, str):
+            if item in seen:
+                continue
+            seen.add(item)
+        elif any(item == other and type(item) is type(other) for other in out):
+            continue
+        out.append(item)
+    return out
+
+
 _FUNCS = {
     # Go text/template builtins
     "index": _fn_index,
@@ -468,6 +517,10 @@ _FUNCS = {
     "or": lambda a: next((x for x in a if _truth(x)), a[-1] if a else None),
     "eq": _fn_eq,
     "ne": _nargs("ne", 2, lambda a: not _fn_eq(a)),
+    "lt": lambda a: _fn_less("lt", a, False),
+    "le": lambda a: _fn_less("le", a, True),
+    "gt": lambda a: not _fn_less("gt", a, True),
+    "ge": lambda a: not _fn_less("ge", a, False),
     # sprig
     "sha256sum": _nargs("sha256sum", 1, lambda a: hashlib.sha256(_go_bytes(_want_str("sha256sum", a[0]))).hexdigest()),
     "trunc": _nargs("trunc", 2, _fn_trunc),
@@ -488,6 +541,8 @@ _FUNCS = {
     "b64enc": _nargs("b64enc", 1, lambda a: base64.b64encode(_go_bytes(_want_str("b64enc", a[0]))).decode()),
     "toJson": _nargs("toJson", 1, lambda a: go_marshal(a[0])),
     "default": _fn_default,
+    "splitList": _nargs("splitList", 2, _fn_split_list),
+    "uniq": _nargs("uniq", 1, _fn_uniq),
 }
 
 
