@@ -30,7 +30,7 @@ COPY sensors ./sensors
 RUN pip install --no-deps . \
     && pip check \
     && cd / && rm -rf /src \
-    && python -c "import steps.verify, steps.checkpoint, steps.copy, steps.quarantine, steps.delete, steps.report"
+    && python -c "import steps.verify, steps.checkpoint, steps.copy, steps.quarantine, steps.delete, steps.report, steps.reap"
 
 # Non-root by default (the distroless "nonroot" uid). Only the copy step runs as root: the
 # kubelet writes checkpoint archives 0600 root in a 0700 directory; its WorkflowTemplate says so.

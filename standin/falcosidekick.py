@@ -17,11 +17,16 @@ The charts are read at run time from ../shared/charts (they are data: nothing he
   (sendRequest) adds Content-Type and User-Agent, then outputs/webhook.go (WebhookPost) sets each
   custom header with Go's Header.Set (canonical key, replaces); net/http refuses invalid header
   values and trims the spaces around a value on the wire (`request_headers`).
+- TLS. deployment.yaml sets TLSCLIENT_CACERTFILE from `config.tlsclient.cacertfile` and mounts
+  `extraVolumes` with `extraVolumeMounts` (`deployed`, `mounted_files`); secrets.yaml exports
+  `config.webhook.checkcert` as WEBHOOK_CHECKCERT. outputs/client.go configureTransport builds the
+  client once: TLS >= 1.2, the system roots plus that CA file, InsecureSkipVerify only when checkcert
+  is false (`client_context`); `send` makes the request as net/http does, with Go's error texts.
 
-The second half is a stand-in `kubectl` (create namespace|secret generic|configmap with
+The second half is a stand-in `kubectl` (create namespace|secret generic [--type]|configmap with
 --dry-run=client -o yaml, apply -f, get secret -o jsonpath) over a JSON state file: a namespaced
 object needs its namespace, `create` of an existing object fails with AlreadyExists, `get` of a
-missing one with NotFound. `run_create_secrets` runs build/create-secrets.sh with `sh` against it.
+missing one with NotFound, a kubernetes.io/tls Secret needs tls.crt and tls.key (ValidateSecret). `run_create_secrets` runs build/create-secrets.sh with `sh` against it.
 This file is also that kubectl's executable (`python -I standin/falcosidekick.py kubectl ...`), so
 its top level imports only the standard library.
 """
@@ -311,40 +316,229 @@ def request_headers(env: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class WebhookOutput:
-    """Falcosidekick's webhook output as deployed: where it posts, how, and with which headers."""
+    """Falcosidekick's webhook output as deployed: where it posts, how, with which headers, and whom it trusts.
+
+    `checkcert` is WEBHOOK_CHECKCERT; `ca_pem` the file named by TLSCLIENT_CACERTFILE as the pod sees it
+    (None: not set, or unreadable: `ca_problem` says why; Falcosidekick logs that and posts anyway, with
+    the system roots only). `objects` is the cluster build/create-secrets.sh left behind (from_build)."""
 
     method: str
     address: str
     headers: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)
+    checkcert: bool = True
+    ca_pem: str | None = None
+    ca_problem: str | None = None
+    objects: list[dict] = field(default_factory=list)
+    state: dict | None = None
 
 
 def webhook_output(env: dict[str, str]) -> WebhookOutput:
-    """outputs/webhook.go: PUT when WEBHOOK_METHOD is PUT (any case), else POST; enabled by an address."""
+    """outputs/webhook.go: PUT when WEBHOOK_METHOD is PUT (any case), else POST; enabled by an address.
+    WEBHOOK_CHECKCERT and WEBHOOK_MUTUALTLS are viper bools (config.go); mutual TLS is not modelled."""
     if not env.get("WEBHOOK_ADDRESS"):
         raise ChartError("WEBHOOK_ADDRESS is empty: Falcosidekick's webhook output is disabled")
+    if env.get("WEBHOOK_MUTUALTLS", "false").lower() in ("true", "1", "t"):
+        raise ChartError("WEBHOOK_MUTUALTLS is true: mutual TLS is not modelled by this stand-in")
     method = "PUT" if env.get("WEBHOOK_METHOD", "").upper() == "PUT" else "POST"
-    return WebhookOutput(method, env["WEBHOOK_ADDRESS"], request_headers(env), env)
+    checkcert = env.get("WEBHOOK_CHECKCERT", "true").lower() in ("true", "1", "t")
+    return WebhookOutput(method, env["WEBHOOK_ADDRESS"], request_headers(env), env, checkcert=checkcert)
+
+
+_TLSCLIENT_ENV = re.compile(r"- name: TLSCLIENT_CACERTFILE\s*\n\s*value: \{\{ \.Values\.config\.tlsclient\.cacertfile \| quote \}\}")
+_EXTRA_MOUNTS = re.compile(r"\{\{ toYaml \.Values\.extraVolumeMounts \| indent 12 \}\}")
+_EXTRA_VOLUMES = re.compile(r"\{\{ toYaml \.Values\.extraVolumes \| indent 8 \}\}")
+
+
+def mounted_files(merged: dict, objects: list[dict], namespace: str) -> dict[str, str]:
+    """path -> content of the files extraVolumeMounts put in the Falcosidekick container (configMap and
+    secret volumes of extraVolumes, `items` honoured). As the kubelet does: a missing ConfigMap or Secret,
+    or a missing item key, keeps the pod in ContainerCreating unless the volume is optional."""
+    volumes = {v.get("name"): v for v in merged.get("extraVolumes") or [] if isinstance(v, dict)}
+    files: dict[str, str] = {}
+    for mount in merged.get("extraVolumeMounts") or []:
+        volume = volumes.get(mount.get("name"))
+        if volume is None:
+            raise ChartError(f"extraVolumeMounts {mount.get('name')!r}: no such volume in extraVolumes: the Deployment is invalid")
+        if mount.get("subPath"):
+            raise ChartError(f"extraVolumeMounts {mount['name']!r}: subPath is not modelled by this stand-in")
+        if "configMap" in volume:
+            source, kind, ref = volume["configMap"], "ConfigMap", volume["configMap"].get("name")
+        elif "secret" in volume:
+            source, kind, ref = volume["secret"], "Secret", volume["secret"].get("secretName")
+        else:
+            raise ChartError(f"extraVolumes {volume.get('name')!r}: only configMap and secret volumes are modelled")
+        found = [o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == ref
+                 and o["metadata"].get("namespace", "default") == namespace]
+        if not found:
+            if source.get("optional"):
+                continue
+            raise ChartError(f'extraVolumes {volume["name"]!r}: MountVolume.SetUp failed: {kind.lower()} "{ref}" not found '
+                             f"in {namespace}: the Falcosidekick pod stays in ContainerCreating")
+        data = _secret_data(found[0]) if kind == "Secret" else dict(found[0].get("data") or {})
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            if item["key"] not in data:
+                raise ChartError(f'extraVolumes {volume["name"]!r}: {kind.lower()} "{ref}" has no key {item["key"]!r}: '
+                                 "the Falcosidekick pod stays in ContainerCreating")
+            files[f"{mount['mountPath'].rstrip('/')}/{item['path']}"] = data[item["key"]]
+    return files
+
+
+def deployed(values: dict, objects: list[dict] = (), namespace: str = "falco", charts: Charts | None = None) -> WebhookOutput:
+    """The webhook output of Falcosidekick installed by the falco chart with `values`, in a cluster holding
+    `objects` (Secrets and ConfigMaps): its variables (container_env) and, for TLS, the CA file.
+
+    deployment.yaml sets TLSCLIENT_CACERTFILE from config.tlsclient.cacertfile and renders extraVolumes and
+    extraVolumeMounts; outputs/client.go configureTransport reads that file (os.ReadFile) and appends it to the
+    system pool, once per output (the client is cached): a file it cannot read is logged and the output posts
+    without it."""
+    charts = charts or Charts.load()
+    env = container_env(values, objects, namespace, charts)
+    output = webhook_output(env)
+    text = charts.deployment_template
+    if not (_TLSCLIENT_ENV.search(text) and _EXTRA_MOUNTS.search(text) and _EXTRA_VOLUMES.search(text)):
+        raise ChartError("templates/deployment.yaml no longer sets TLSCLIENT_CACERTFILE from config.tlsclient.cacertfile "
+                         "or renders extraVolumes/extraVolumeMounts: re-read the chart")
+    merged = subchart_values(values, charts)
+    path = ((merged.get("config") or {}).get("tlsclient") or {}).get("cacertfile") or ""
+    output.objects = list(objects)
+    if path:
+        files = mounted_files(merged, list(objects), namespace)
+        if path in files:
+            output.ca_pem = files[path]
+        else:
+            output.ca_problem = f"open {path}: no such file or directory"
+    return output
 
 
 def from_build(build_dir: str | Path, token: str, workdir: str | Path, namespace: str | None = None,
-               charts: Charts | None = None) -> WebhookOutput:
+               charts: Charts | None = None, state: dict | None = None) -> WebhookOutput:
     """Falcosidekick installed with build/falcosidekick-values.yaml after build/create-secrets.sh ran with
-    FALCO_WEBHOOK_TOKEN=token (its other inputs are placeholders: only the Falco namespace matters)."""
+    FALCO_WEBHOOK_TOKEN=token (its other inputs are placeholders: only the Falco namespace matters), in a new
+    cluster or in `state` (an earlier run's: then the script reuses the EventSource's certificate)."""
     import yaml
 
     build_dir = Path(build_dir)
     values = yaml.safe_load((build_dir / "falcosidekick-values.yaml").read_text())
     run = run_create_secrets(build_dir / "create-secrets.sh", {"FALCO_WEBHOOK_TOKEN": token}, workdir,
-                             placeholders=True)
+                             state=state, placeholders=True)
     if run.returncode != 0:
         raise ChartError(f"create-secrets.sh failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
-    secrets = [o for o in run.objects if o.get("kind") == "Secret"]
+    objects = [o for o in run.objects if o.get("kind") in ("Secret", "ConfigMap")]
     if namespace is None:
         existing = ((values.get(SUBCHART) or {}).get("config") or {}).get("existingSecret")
-        spaces = sorted({s["metadata"].get("namespace") for s in secrets if s["metadata"]["name"] == existing})
+        spaces = sorted({s["metadata"].get("namespace") for s in objects
+                         if s["kind"] == "Secret" and s["metadata"]["name"] == existing})
         namespace = spaces[0] if len(spaces) == 1 else "falco"
-    return webhook_output(container_env(values, secrets, namespace, charts))
+    output = deployed(values, objects, namespace, charts)
+    output.state = run.state
+    return output
+
+
+# --- Falcosidekick's HTTP client ----------------------------------------------------------------
+
+
+class PostError(Exception):
+    """What Falcosidekick logs when the webhook POST fails before any answer (Go's error text)."""
+
+
+@dataclass
+class Answer:
+    status_code: int
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _pem_blocks(text: str) -> list[str]:
+    return re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text or "", re.S)
+
+
+def client_context(output: WebhookOutput):
+    """outputs/client.go configureTransport for a TLS address: MinVersion TLS 1.2, RootCAs = the system pool
+    plus every certificate of TLSCLIENT_CACERTFILE (x509 AppendCertsFromPEM skips what does not parse);
+    with checkcert false, a bare tls.Config{InsecureSkipVerify: true}. Go verifies the name of the URL's host."""
+    import ssl
+
+    if not output.checkcert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for block in _pem_blocks(output.ca_pem or ""):
+        try:
+            context.load_verify_locations(cadata=block)
+        except ssl.SSLError:
+            pass
+    return context
+
+
+def _go_tls_error(exc: Exception, host: str) -> str:
+    """crypto/tls and crypto/x509 wording for the failures a misconfigured webhook meets."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", None)
+        if code in (2, 18, 19, 20, 21):
+            reason = "x509: certificate signed by unknown authority"
+        elif code == 62:
+            reason = f"x509: certificate is not valid for {host}"
+        elif code in (9, 10):
+            reason = "x509: certificate has expired or is not yet valid"
+        else:
+            reason = f"x509: {getattr(exc, 'verify_message', exc)}"
+        return f"tls: failed to verify certificate: {reason}"
+    if isinstance(exc, ssl.SSLError) and getattr(exc, "reason", "") in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
+                                                                         "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"):
+        return "tls: first record does not look like a TLS handshake"
+    return str(exc)
+
+
+def send(output: WebhookOutput, body: bytes, dial: tuple[str, int] | None = None, timeout: float = 10.0) -> Answer:
+    """One webhook request as Falcosidekick's client sends it (outputs/client.go sendRequest, net/http):
+    to output.address, over TLS for https (client_context, SNI and name check on the address's host), with
+    Host, the output's headers, Content-Length and Accept-Encoding gzip (net/http's transport adds it).
+    `dial`: where the address's host resolves (the cluster DNS answer for the Service); PostError is the
+    error Falcosidekick logs when no HTTP answer came back (it never retries)."""
+    import http.client
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    url = urlsplit(output.address)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise PostError(f"Bad Endpoint: {output.address}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        sock = socket.create_connection(dial or (url.hostname, port), timeout=timeout)
+    except OSError as exc:
+        raise PostError(f'{output.method.title()} "{output.address}": dial tcp: {exc.strerror or exc}') from None
+    if url.scheme == "https":
+        try:
+            sock = client_context(output).wrap_socket(sock, server_hostname=url.hostname)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise PostError(f'{output.method.title()} "{output.address}": {_go_tls_error(exc, url.hostname)}') from None
+    connection = http.client.HTTPConnection(url.hostname, port, timeout=timeout)
+    connection.sock = sock
+    try:
+        connection.putrequest(output.method, (url.path or "/") + (f"?{url.query}" if url.query else ""),
+                              skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", url.netloc)
+        for key, value in output.headers.items():
+            connection.putheader(key, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.putheader("Accept-Encoding", "gzip")
+        connection.endheaders(body)
+        response = connection.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise PostError(f'{output.method.title()} "{output.address}": {exc}') from None
+    finally:
+        connection.close()
+    return Answer(response.status, data.decode("utf-8", "replace"), dict(response.getheaders()))
 
 
 # --- a stand-in kubectl for build/create-secrets.sh ---------------------------------------------
@@ -433,7 +627,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], dict]:
     flags: dict = {"from-literal": [], "from-file": [], "filename": []}
     i = 0
     with_value = {"-n": "namespace", "--namespace": "namespace", "-o": "output", "--output": "output",
-                  "-f": "filename", "--filename": "filename", "--dry-run": "dry-run"}
+                  "-f": "filename", "--filename": "filename", "--dry-run": "dry-run", "--type": "type"}
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
@@ -466,6 +660,8 @@ def _created(words: list[str], flags: dict, namespace: str | None) -> dict:
         return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": words[2]}, "spec": {}}
     if words[:3] == ["create", "secret", "generic"] and len(words) == 4:
         kind, name, encode = "Secret", words[3], True
+    elif flags.get("type") is not None:
+        raise _Refused("error: unknown flag: --type")
     elif words[:2] == ["create", "configmap"] and len(words) == 3:
         kind, name, encode = "ConfigMap", words[2], False
     else:
@@ -494,7 +690,8 @@ def _created(words: list[str], flags: dict, namespace: str | None) -> dict:
     meta = {"name": name}
     if namespace:
         meta["namespace"] = namespace
-    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **({"data": data} if data else {})}
+    typed = {"type": flags["type"]} if kind == "Secret" and flags.get("type") else {}
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **({"data": data} if data else {}), **typed}
 
 
 def _store(state: dict, obj: dict, namespace: str | None, how: str) -> str:
@@ -503,6 +700,10 @@ def _store(state: dict, obj: dict, namespace: str | None, how: str) -> str:
     plural = {"Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps"}.get(kind, f"{str(kind).lower()}s")
     if ns and _ref("Namespace", None, ns) not in state["objects"]:
         raise _Refused(f'Error from server (NotFound): error when creating "STDIN": namespaces "{ns}" not found')
+    if kind == "Secret" and obj.get("type") == "kubernetes.io/tls":  # ValidateSecret, SecretTypeTLS
+        for key in ("tls.crt", "tls.key"):
+            if key not in (obj.get("data") or {}) and key not in (obj.get("stringData") or {}):
+                raise _Refused(f'The Secret "{meta["name"]}" is invalid: data[{key}]: Required value')
     ref = _ref(kind, ns, meta["name"])
     before = state["objects"].get(ref)
     if how == "create" and before is not None:

@@ -96,9 +96,13 @@ def test_base_image_is_the_official_python_slim(parsed):
 def test_runs_as_a_non_root_user(parsed):
     users = [args for keyword, args in final_stage(parsed) if keyword == "USER"]
     assert users, "no USER in the final stage: the image would run as root"
-    user = users[-1].split(":")[0]
+    user, _, group = users[-1].partition(":")
     assert user not in ("root", "0") and user.isdigit(), f"USER {users[-1]} (numeric, non-root, for runAsNonRoot)"
-    assert int(user) == 65532  # what the templates' securityContext runAsUser says
+    # The templates set runAsNonRoot and no UID (OpenShift's restricted-v2 assigns one): on Kubernetes the
+    # kubelet runs the steps as this USER, and can check runAsNonRoot only against a numeric one.
+    assert int(user) == 65532 and group.isdigit() and int(group) != 0, f"USER {users[-1]}"
+    env = " ".join(args for keyword, args in final_stage(parsed) if keyword == "ENV")
+    assert re.search(r"\bHOME=/tmp\b", env), "HOME must be /tmp, the emptyDir every step mounts (any UID can write it)"
 
 
 def test_no_entrypoint_or_cmd_that_would_change_the_templates_command(parsed):

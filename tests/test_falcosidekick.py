@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from engine import names
@@ -143,8 +142,13 @@ def test_the_existing_secret_overrides_the_charts_own_secret_and_must_exist():
 def test_the_header_reaches_the_webhook(tmp_path):
     """build/create-secrets.sh (token generated) + build/falcosidekick-values.yaml: the stand-in computes
     exactly {"Authorization": "Bearer <token>"}, and the EventSource from build/eventsources, holding
-    the token of the Secret the same script made, answers 200; the values before issue 7 send no
-    Authorization header and get 401 Invalid Authorization Header."""
+    the token of the Secret the same script made (and serving TLS with its certificate), answers 200;
+    the headers of the values before issue 7 carry no Authorization header and get 401 Invalid
+    Authorization Header (over the same TLS: tests/test_eventsource_tls.py covers their plain HTTP)."""
+    import dataclasses
+
+    from standin.argo.events.webhook import serving_tls
+
     run = falcosidekick.run_create_secrets(SCRIPT, _inputs(tmp_path), tmp_path / "run")
     assert run.returncode == 0, run.stderr
     settings = _settings()["eventsource"]
@@ -153,14 +157,15 @@ def test_the_header_reaches_the_webhook(tmp_path):
     secrets = [o for o in run.objects if o["kind"] == "Secret"]
     env = falcosidekick.container_env(VALUES, secrets, settings.get("falcosidekick_namespace", "falco"))
     assert falcosidekick.custom_headers(env) == {"Authorization": f"Bearer {token}"}
-    new = falcosidekick.webhook_output(env)
+    new = falcosidekick.deployed(VALUES, run.objects, settings.get("falcosidekick_namespace", "falco"))
+    assert new.headers == falcosidekick.webhook_output(env).headers and new.ca_pem
     old_env = falcosidekick.container_env(OLD_RENDERED, secrets)
     assert falcosidekick.custom_headers(old_env) == {}
     spec = load_eventsource(BUILD)
-    with WebhookServer(WebhookEndpoint(spec, token)) as server:
-        accepted = requests.request(new.method, server.url, data=ALERT, headers=new.headers, timeout=10)
-        refused = requests.request("POST", server.url, data=ALERT, headers=falcosidekick.request_headers(old_env),
-                                   timeout=10)
+    with WebhookServer(WebhookEndpoint(spec, token), tls=serving_tls(BUILD, run.objects)) as server:
+        accepted = falcosidekick.send(new, ALERT, dial=server.address)
+        refused = falcosidekick.send(dataclasses.replace(new, headers=falcosidekick.request_headers(old_env)), ALERT,
+                                     dial=server.address)
     assert (accepted.status_code, accepted.text) == (200, "success")
     assert (refused.status_code, refused.text) == (401, "Invalid Authorization Header")
 
@@ -201,7 +206,11 @@ def test_create_secrets_can_be_rerun_and_reuses_the_token(tmp_path):
             assert applied["argv"] == ["apply", "-f", "-"] and applied["stdin"] == call["stdout"], call["argv"]
         else:
             assert words[0] in ("apply", "get"), call["argv"]
-    assert [falcosidekick.parse_args(c["argv"])[0][0] for c in calls].count("get") == 1
+    # the stored token, and the EventSource's certificate: tls.crt, ca.crt and a cert-manager owner
+    assert [falcosidekick.parse_args(c["argv"])[0][0] for c in calls].count("get") == 4
+    tls_at = (es.get("namespace", "argo-events"), "falco-eventsource-tls")
+    assert _secret(second, *tls_at) == _secret(first, *tls_at), "the certificate is reused, not replaced"
+    assert "EventSource TLS certificate reused" in second.stdout and "certificate generated" in first.stdout
 
 
 def test_a_bare_create_would_fail_on_the_second_run(tmp_path):
@@ -276,7 +285,8 @@ def test_the_kubelet_ca_configmap_is_made_only_for_a_custom_bundle(tmp_path):
         path.write_text(yaml.safe_dump(doc))
         return build.secret_commands(config.load(path))
 
-    assert "create configmap" not in script_for({"ca_bundle_configmap": names.KUBE_ROOT_CA_CONFIGMAP})
+    assert "create configmap kubelet" not in script_for({"ca_bundle_configmap": names.KUBE_ROOT_CA_CONFIGMAP})
+    assert "create configmap kube-root-ca.crt" not in script_for({"ca_bundle_configmap": names.KUBE_ROOT_CA_CONFIGMAP})
     assert "create configmap kubelet-serving-ca --from-file=ca.crt=" in script_for(
         {"ca_bundle_configmap": "kubelet-serving-ca", "ca_bundle_key": "ca.crt"})
 
@@ -284,28 +294,24 @@ def test_the_kubelet_ca_configmap_is_made_only_for_a_custom_bundle(tmp_path):
 # --- (c) the demo's POST carries exactly that header ----------------------------------------------
 
 
-def test_the_demo_posts_exactly_the_header_falcosidekick_would_send(tmp_path, monkeypatch):
-    """engine.demo.Demo.post builds its headers through standin.falcosidekick from build/: the request
-    on the wire carries Authorization "Bearer <the demo's token>" and nothing else of ours."""
+def test_the_demo_posts_exactly_the_header_falcosidekick_would_send(tmp_path):
+    """engine.demo.Demo.post builds its headers through standin.falcosidekick from build/: the request the
+    stand-in EventSource received carries Authorization "Bearer <the demo's token>" and nothing else of
+    ours (beyond what net/http adds: Host, Content-Length, Accept-Encoding)."""
     from engine.demo import Demo
 
-    sent: list[dict] = []
-    real = requests.request
-
-    def spy(method, url, **kwargs):
-        sent.append({"method": method, "headers": dict(kwargs.get("headers") or {})})
-        return real(method, url, **kwargs)
-
-    monkeypatch.setattr(requests, "request", spy)
+    transport = {"Host", "Content-Length", "Accept-Encoding"}
     with Demo(BUILD, workdir=tmp_path / "demo") as demo:
         accepted = demo.post(ALERT, demo.token)
         denied = demo.post(ALERT, None)
         expected = falcosidekick.from_build(BUILD, demo.token, tmp_path / "check").headers
+        received = [dict(headers) for headers in demo.webhook.requests]
+        assert demo.webhook.url.startswith("https://")  # and verified: tests/test_eventsource_tls.py
     assert (accepted.status_code, denied.status_code) == (200, 401)
-    assert sent[0]["headers"] == expected
-    assert sent[0]["headers"]["Authorization"] == f"Bearer {demo.token}"
+    assert {k: v for k, v in received[0].items() if k not in transport} == expected
+    assert received[0]["Authorization"] == f"Bearer {demo.token}"
     assert {k for k in expected if k not in ("Content-Type", "User-Agent")} == {"Authorization"}
-    assert "Authorization" not in sent[1]["headers"]
+    assert "Authorization" not in received[1]
 
 
 def test_the_demo_posts_what_build_says_even_when_it_is_wrong(tmp_path):
