@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from engine import config as config_mod
-from engine import names, rbac
+from engine import admission, blast_radius, names, rbac
+from engine import openshift
 from engine.config import ResponseConfig
 from engine.yamlout import dump
 from eventsources import falco
@@ -55,10 +56,18 @@ def manifests(cfg: ResponseConfig) -> dict[str, dict]:
     add("eventsources", falco.networkpolicy(cfg.settings))
     for sensor in policies.sensors(cfg):
         add("sensors", sensor)
-    for wt in response.build_all(cfg.settings):
-        add("pipelines", wt.to_dict())
+    workflow_templates = [wt.to_dict() for wt in response.build_all(cfg.settings)]
+    for wt in workflow_templates:
+        add("pipelines", wt)
     for obj in rbac.service_accounts(cfg.settings) + [rbac.executor_token_secret(cfg.settings)] + rbac.roles(cfg.settings):
         add("rbac", obj)
+    for folder, obj in blast_radius.manifests(cfg.settings, workflow_templates):
+        add(folder, obj)
+    for obj in admission.policies(cfg.settings):
+        add("admission", obj)
+    # platform openshift: an SCC for the pods above that mount the kubelet's checkpoint directory
+    for folder, obj in openshift.manifests(cfg.settings, list(out.values())):
+        add(folder, obj)
     return out
 
 
@@ -66,19 +75,31 @@ def manifest_path(folder: str, obj: dict) -> str:
     return f"{folder}/{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
 
 
+SIDEKICK_CA_DIR = "/etc/falco-response/eventsource-ca"  # where Falcosidekick's pod mounts the EventSource's CA
+TLS_RENEW_ENV = "FALCO_WEBHOOK_TLS_RENEW"  # create-secrets.sh: replace the EventSource's certificate
+
+
 def falcosidekick_values(cfg: ResponseConfig) -> dict:
     """Values for the falco chart: only keys the falcosidekick chart has (tests/test_falcosidekick.py checks
     them against ../shared/charts), and no token: the chart loads `config.existingSecret` after its own
-    Secret, so that Secret's WEBHOOK_CUSTOMHEADERS (made by create-secrets.sh) is what Falcosidekick reads."""
-    es = cfg.settings.eventsource
-    address = f"http://{names.EVENTSOURCE_SERVICE}.{es.namespace}.svc.cluster.local:{es.port}{es.endpoint}"
+    Secret, so that Secret's WEBHOOK_CUSTOMHEADERS (made by create-secrets.sh) is what Falcosidekick reads.
+
+    TLS: https to the Service's name in the EventSource's certificate, `checkcert: true`, and the CA in
+    `config.tlsclient.cacertfile` (deployment.yaml: TLSCLIENT_CACERTFILE, which outputs/client.go
+    configureTransport appends to the system roots), a file of the CA ConfigMap mounted with the
+    chart's extraVolumes/extraVolumeMounts."""
     return {
         "falcosidekick": {
             "enabled": True,
             "config": {
                 "existingSecret": names.FALCOSIDEKICK_WEBHOOK_SECRET,
-                "webhook": {"address": address, "method": "POST", "minimumpriority": "debug"},
+                "tlsclient": {"cacertfile": f"{SIDEKICK_CA_DIR}/{falco.TLS_CA_KEY}"},
+                "webhook": {"address": falco.webhook_address(cfg.settings), "method": "POST", "minimumpriority": "debug",
+                            "checkcert": True, "mutualtls": False},
             },
+            "extraVolumes": [{"name": "eventsource-ca", "configMap": {
+                "name": falco.CA_CONFIGMAP, "items": [{"key": falco.TLS_CA_KEY, "path": falco.TLS_CA_KEY}]}}],
+            "extraVolumeMounts": [{"name": "eventsource-ca", "mountPath": SIDEKICK_CA_DIR, "readOnly": True}],
         }
     }
 
@@ -106,12 +127,13 @@ def secret_commands(cfg: ResponseConfig) -> str:
     token_at = f"{es.namespace}/{auth.name}"
     sidekick_at = f"{es.falcosidekick_namespace}/{names.FALCOSIDEKICK_WEBHOOK_SECRET}"
     applied = "--dry-run=client -o yaml | kubectl apply -f -"
-    inputs = [aws_id, aws_secret] + ([ca_env] if ca else []) + [var for _, var in notify] + [f"[{token_env}]"]
+    inputs = [aws_id, aws_secret] + ([ca_env] if ca else []) + [var for _, var in notify] + [f"[{token_env}]", f"[{TLS_RENEW_ENV}]"]
     lines = [
         "#!/bin/sh",
         f"# {GENERATED_MARK}. The Secrets the engine and Falcosidekick read, and the namespaces they live in.",
         "# Re-runnable: every object goes through `kubectl apply`, and the webhook token already stored in",
-        f"# {token_at} is reused unless {token_env} is set (then it replaces it everywhere).",
+        f"# {token_at} is reused unless {token_env} is set (then it replaces it everywhere); so is the EventSource's",
+        f"# TLS certificate (Secret {es.namespace}/{falco.TLS_SECRET}) unless {TLS_RENEW_ENV}=1.",
         f"# Reads: {', '.join(inputs)}.",
         f"# Nothing made here carries the {names.PART_OF} label: the README's pruning apply leaves it alone.",
         "set -eu",
@@ -124,6 +146,7 @@ def secret_commands(cfg: ResponseConfig) -> str:
                      f'serving certificates (ConfigMap {s.namespace}/{ca[0]})"')
     for ref, var in notify:
         lines.append(f'[ -n "${{{var}:-}}" ] || fail "set {var} (Secret {s.namespace}/{ref.name})"')
+    lines.append('command -v openssl >/dev/null 2>&1 || fail "openssl is needed: it makes the EventSource\'s TLS certificate"')
     jsonpath = "{.data." + auth.key.replace(".", "\\.") + "}"
     lines += [
         "token_ok() { case $1 in \"\"|*[:,]*|*[[:space:]]*) return 1 ;; esac; }",
@@ -156,9 +179,71 @@ def secret_commands(cfg: ResponseConfig) -> str:
         lines.append(f'kubectl -n {s.namespace} create configmap {ca[0]} --from-file={ca[1]}="${ca_env}" {applied}')
     for ref, var in notify:
         lines.append(f'kubectl -n {s.namespace} create secret generic {ref.name} --from-literal={ref.key}="${var}" {applied}')
+    lines += _tls_commands(cfg, applied)
     lines.append(f'echo "webhook token $origin: in {token_at} (the EventSource) and {sidekick_at} '
                  f'({names.FALCOSIDEKICK_HEADERS_ENV}, Falcosidekick\'s config.existingSecret)"')
+    lines.append(f'echo "EventSource TLS certificate $tls_origin; Falcosidekick trusts {es.falcosidekick_namespace}/'
+                 f'{falco.CA_CONFIGMAP} (config.tlsclient.cacertfile)"')
     return "\n".join(lines) + "\n"
+
+
+def _tls_commands(cfg: ResponseConfig, applied: str) -> list[str]:
+    """The EventSource's certificate in Secret <eventsource ns>/falco-eventsource-tls (tls.crt, tls.key, ca.crt:
+    cert-manager's layout, so a Certificate can own it instead): reused when present (checked: ca.crt signs
+    tls.crt, which names the Service; a warning 30 days before it expires), else made with openssl: a CA
+    whose key is discarded (nothing else can be signed with it) and a server certificate for the Service's
+    names. Then ca.crt goes to the ConfigMap Falcosidekick reads; after a renewal it holds the new CA and the
+    old one, so that Falcosidekick, restarted first, accepts the EventSource before and after its restart."""
+    es = cfg.settings.eventsource
+    hosts = falco.service_hosts(cfg.settings)
+    at = f"{es.namespace}/{falco.TLS_SECRET}"
+    get = f"kubectl -n {es.namespace} get secret {falco.TLS_SECRET} -o jsonpath="
+    days = 825
+    return [
+        'tls=$(mktemp -d); trap \'rm -rf "$tls"\' EXIT',
+        'ssl() { openssl "$@" 2>"$tls/err" || fail "openssl $1: $(tail -n 1 "$tls/err")"; }',
+        f"old_crt=$({get}'{{.data.tls\\.crt}}' --ignore-not-found)",
+        f"old_ca=$({get}'{{.data.ca\\.crt}}' --ignore-not-found)",
+        f"owner=$({get}'{{.metadata.annotations.cert-manager\\.io/certificate-name}}' --ignore-not-found)",
+        f'if [ -n "$old_crt" ] && [ -z "${{{TLS_RENEW_ENV}:-}}" ]; then',
+        f'  [ -n "$old_ca" ] || fail "{at} has no ca.crt: Falcosidekick needs the CA that signs tls.crt '
+        '(a cert-manager CA or self-signed Issuer writes it)"',
+        '  printf \'%s\' "$old_ca" | base64 -d > "$tls/ca.crt"',
+        '  printf \'%s\' "$old_crt" | base64 -d > "$tls/tls.crt"',
+        f'  openssl verify -CAfile "$tls/ca.crt" "$tls/tls.crt" >/dev/null 2>&1 || fail "{at}: its ca.crt does not '
+        f'sign its tls.crt: set {TLS_RENEW_ENV}=1 to replace it"',
+        f"  for host in {' '.join(hosts)}; do",
+        '    ssl x509 -noout -in "$tls/tls.crt" -checkhost "$host" | grep -q "does match" '
+        f'|| fail "{at}: the certificate does not name $host: set {TLS_RENEW_ENV}=1 to replace it"',
+        "  done",
+        '  openssl x509 -noout -in "$tls/tls.crt" -checkend 2592000 >/dev/null 2>&1 '
+        f'|| echo "create-secrets.sh: warning: the certificate in {at} expires within 30 days: set {TLS_RENEW_ENV}=1 '
+        'or renew it with cert-manager" >&2',
+        '  cp "$tls/ca.crt" "$tls/trusted.crt"',
+        f'  tls_origin="reused from {at}"',
+        "else",
+        f'  [ -z "$owner" ] || fail "{at} belongs to cert-manager (Certificate $owner): renew it there '
+        '(cmctl renew $owner), not with this script"',
+        f'  ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days {days} '
+        '-subj "/CN=falco-response EventSource CA" -addext "basicConstraints=critical,CA:TRUE" '
+        '-addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$tls/ca.key" -out "$tls/ca.crt"',
+        f'  ssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN={hosts[0]}" '
+        '-keyout "$tls/tls.key" -out "$tls/tls.csr"',
+        "  printf '%s\\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature "
+        f'extendedKeyUsage=serverAuth subjectAltName={",".join("DNS:" + h for h in hosts)} > "$tls/ext"',
+        '  ssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -set_serial "0x$(openssl rand -hex 16)" '
+        f'-days {days} -extfile "$tls/ext" -out "$tls/tls.crt"',
+        '  rm -f "$tls/ca.key"',
+        f"  kubectl -n {es.namespace} create secret generic {falco.TLS_SECRET} --type=kubernetes.io/tls "
+        f'--from-file={falco.TLS_CERT_KEY}="$tls/tls.crt" --from-file={falco.TLS_KEY_KEY}="$tls/tls.key" '
+        f'--from-file={falco.TLS_CA_KEY}="$tls/ca.crt" {applied}',
+        '  cp "$tls/ca.crt" "$tls/trusted.crt"',
+        '  if [ -n "$old_ca" ]; then printf \'%s\' "$old_ca" | base64 -d >> "$tls/trusted.crt"; fi',
+        f'  tls_origin="generated for {hosts[1]} (valid {days} days; the CA\'s key discarded)"',
+        "fi",
+        f"kubectl -n {es.falcosidekick_namespace} create configmap {falco.CA_CONFIGMAP} "
+        f'--from-file={falco.TLS_CA_KEY}="$tls/trusted.crt" {applied}',
+    ]
 
 
 def _group_version_kind(obj: dict) -> str:

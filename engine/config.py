@@ -229,6 +229,45 @@ class CheckpointSettings(_Model):
         return v.rstrip("/") or "/"
 
 
+class QuarantineSettings(_Model):
+    """How quarantine isolates a pod, and what the pipeline does when it cannot.
+
+    `mechanism`: `network-policy` (a deny-all NetworkPolicy per namespace; NetworkPolicies are
+    additive, so any other policy selecting the pod with allow rules keeps it reachable) or
+    `admin-network-policy` (also one AdminNetworkPolicy per namespace, policy.networking.k8s.io/
+    v1alpha1, priority `admin_network_policy_priority`: its Deny rules come before every
+    NetworkPolicy; the cluster must serve that CRD). `on_not_isolated`: `fail` (the quarantine node
+    fails and the Workflow with it) or `delete` (the pipeline then deletes the pod).
+    """
+
+    mechanism: Literal["network-policy", "admin-network-policy"] = "network-policy"
+    admin_network_policy_priority: int = Field(0, ge=0, le=1000)
+    on_not_isolated: Literal["fail", "delete"] = "fail"
+
+
+class BlastRadius(_Model):
+    """What one compromised workload can set in motion (README: Security model, "Blast radius").
+
+    Detaching or deleting a pod makes its controller start another; if the image itself trips the
+    rule, responses would multiply without end. At most `max_responses_per_owner` responses per
+    top owner (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, ...) within `window_seconds`,
+    counted by the verify step; beyond it `on_exceeded`: `stop` (no checkpoint, no containment for
+    that pod; the Workflow fails and the report says why) or `scale-down` (the owner is scaled to 0
+    through its scale subresource; DaemonSets and Jobs have none: stop). At most
+    `max_concurrent_responses` Workflows run at once (an Argo semaphore; the rest wait), and the
+    response namespace's ResourceQuota is sized for that many. Archives a failed copy left on a
+    node are removed after `archive_retention_hours` by the reaper DaemonSet, which looks every
+    `reap_interval_seconds`.
+    """
+
+    max_responses_per_owner: int = Field(3, ge=1, le=1000)
+    window_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    on_exceeded: Literal["stop", "scale-down"] = "stop"
+    max_concurrent_responses: int = Field(5, ge=1, le=200)
+    archive_retention_hours: int = Field(168, ge=1, le=24 * 366)
+    reap_interval_seconds: int = Field(3600, ge=60, le=24 * 3600)
+
+
 class Notifications(_Model):
     slack_webhook_secret: SecretKey | None = None
     webhook_secret: SecretKey | None = None  # a generic JSON webhook, URL kept in a Secret
@@ -241,13 +280,19 @@ class Settings(_Model):
     protected_namespaces: list[str] = DEFAULT_PROTECTED
     evidence: EvidenceStore = EvidenceStore()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    quarantine: QuarantineSettings = QuarantineSettings()
     image: str = "ghcr.io/falco-response/steps:0.1.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # openshift: every step runs under restricted-v2 but copy, which gets its own SecurityContextConstraints
+    platform: Literal["kubernetes", "openshift"] = "kubernetes"
     dedupe_window_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # verify refuses an alert older than this (or from the future beyond a minute of clock skew)
+    max_alert_age_seconds: int = Field(600, ge=60, le=7 * 24 * 3600)
     delete_grace_period_seconds: int = Field(0, ge=0, le=3600)
     active_deadline_seconds: int = Field(900, ge=60, le=24 * 3600)
     pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"] = "OnPodSuccess"
     notifications: Notifications = Notifications()
+    blast_radius: BlastRadius = BlastRadius()
 
     @field_validator("namespace", "argo_namespace")
     @classmethod
@@ -273,6 +318,23 @@ class Settings(_Model):
         missing = [ns for ns in (self.namespace, self.eventsource.namespace) if ns not in self.protected_namespaces]
         if missing:
             raise ValueError(f"protected_namespaces must include the engine's own namespaces: missing {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _blast_radius_fits(self) -> "Settings":
+        # The verify step counts a response by a Lease owned by its Workflow: both go when the
+        # Workflow's TTL (dedupe_window_seconds after completion) deletes it.
+        radius = self.blast_radius
+        if radius.window_seconds > self.dedupe_window_seconds:
+            raise ValueError(
+                f"blast_radius.window_seconds ({radius.window_seconds}) must not exceed dedupe_window_seconds "
+                f"({self.dedupe_window_seconds}): the responses it counts are deleted with their Workflows then"
+            )
+        if radius.archive_retention_hours * 3600 <= self.active_deadline_seconds:
+            raise ValueError(
+                "blast_radius.archive_retention_hours must outlast active_deadline_seconds: the reaper would remove "
+                "an archive a running response is still copying"
+            )
         return self
 
 

@@ -1,9 +1,10 @@
 """`falco-response demo [--event PATH] [--policy NAME]`: one Falco alert, end to end, on the local stand-in world.
 
 Starts the stand-in world (FakeKube: API server and a kubelet on node-1; S3Server: moto with an
-Object Lock bucket; the webhook EventSource from build/ on a free port), creates the workload the
-alert is about (a Deployment-owned pod and a Service selecting it), then does what the cluster
-would do: Falcosidekick posts the alert with the bearer token, the Sensors from build/ decide
+Object Lock bucket; the webhook EventSource from build/ on a free port, serving TLS with the
+certificate build/create-secrets.sh makes), creates the workload the alert is about (a
+Deployment-owned pod and a Service selecting it), then does what the cluster would do: Falcosidekick
+posts the alert with the bearer token over HTTPS, verifying the certificate with its CA, the Sensors from build/ decide
 (standin.argo.events.sensors), the Workflow is submitted (409 AlreadyExists = deduplicated) and run
 against its WorkflowTemplate from build/pipelines (standin.argo.workflows), every step through its real
 entrypoint. Then it shows the DAG, the evidence (re-verified by downloading and hashing it), the
@@ -31,7 +32,7 @@ from typing import IO, Any
 
 from engine import names, simulate
 from standin.argo.events import sensors as sensorsim
-from standin.argo.events.webhook import WebhookEndpoint, WebhookServer
+from standin.argo.events.webhook import WebhookEndpoint, WebhookServer, serving_tls
 from standin.argo.workflows import LocalRunner, RunResult, TaskRun
 
 DEFAULT_EVENT = "01_terminal_shell_in_container.falco-docs.json"
@@ -128,7 +129,10 @@ class Demo:
                 },
             )
             self.endpoint = WebhookEndpoint(self.spec, self.token)
-            self.webhook = WebhookServer(self.endpoint).start()
+            # create-secrets.sh (token, the EventSource's certificate, Falcosidekick's CA) against a stand-in
+            # kubectl; the EventSource serves TLS from that Secret when build/ says so.
+            self.tls = serving_tls(self.build_dir, self.falcosidekick(self.token).objects)
+            self.webhook = WebhookServer(self.endpoint, tls=self.tls).start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -220,21 +224,26 @@ class Demo:
 
         cache = self.__dict__.setdefault("_falcosidekick_outputs", {})
         if token not in cache:
-            cache[token] = falcosidekick.from_build(self.build_dir, token, self.workdir / "falcosidekick")
+            first = next(iter(cache.values()), None)  # the same cluster: the script reuses the certificate
+            cache[token] = falcosidekick.from_build(self.build_dir, token, self.workdir / f"falcosidekick-{len(cache)}",
+                                                    state=first.state if first else None)
         return cache[token]
 
     def post(self, body: bytes, token: str | None) -> "Any":
-        """POST the alert as that Falcosidekick does (its method and headers); with no token, as a client
-        that has none (Falcosidekick's own headers only)."""
-        import requests
+        """POST the alert as that Falcosidekick does (its method, headers and TLS: the address's name verified
+        with its CA when checkcert), the Service's name resolving to the stand-in EventSource; with no token,
+        as a client that has none (Falcosidekick's own headers, the same trust)."""
+        import dataclasses
+
         from standin import falcosidekick
 
+        output = self.falcosidekick(token if token is not None else self.token)
         if token is None:
-            method, headers = self.spec.method, falcosidekick.request_headers({})
-        else:
-            output = self.falcosidekick(token)
-            method, headers = output.method, output.headers
-        return requests.request(method, self.webhook.url, data=body, headers=headers, timeout=10)
+            output = dataclasses.replace(output, headers=falcosidekick.request_headers({}))
+        try:
+            return falcosidekick.send(output, body, dial=self.webhook.address)
+        except falcosidekick.PostError as exc:
+            return falcosidekick.Answer(0, f"error: {exc}")
 
     def run(self, alert_bytes: bytes, policy: str | None = None, source: str = "") -> DemoResult:
         started = time.time()
@@ -258,7 +267,8 @@ class Demo:
         say(f"  RBAC            {self.build_dir}/rbac applied: every pod and the Sensor authenticate as their own "
             "ServiceAccount, the API server and the kubelet authorise each call")
         say(f"  S3              {self.s3.url} (moto): bucket {self.bucket}, Object Lock on, default retention GOVERNANCE {RETENTION_DAYS} day")
-        say(f"  EventSource     {self.webhook.url} ({self.spec.method}, bearer token, maxPayloadSize {self.spec.max_payload_size})")
+        say(f"  EventSource     {self.webhook.url} ({self.spec.method}, bearer token, maxPayloadSize {self.spec.max_payload_size}"
+            + (f", TLS with the certificate in Secret {self.tls.secret} from create-secrets.sh)" if self.tls else ", plain HTTP)"))
         say(f"  workload        Deployment {workload['app']} -> ReplicaSet {workload['replicaset']} -> pod "
             f"{workload['namespace']}/{workload['pod']} on {NODE}, container {workload['container']} "
             f"({workload['image']}, id {workload['container_id'][:12]}...); Service {workload['service']} selects app={workload['app']}")
@@ -270,6 +280,10 @@ class Demo:
         say(f"  Falco's Helm chart sets the hostname to the node name (spec.nodeName); the alert says "
             f"{json.dumps(original_host) if original_host is not None else '(no hostname)'}, so it is posted as "
             f"Falcosidekick on {NODE} would send it: hostname \"{NODE}\"")
+        recorded, now_ns = alert.get("time"), time.time_ns()
+        alert["time"] = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now_ns // 10**9))}.{now_ns % 10**9:09d}Z"
+        say(f"  the recorded alert is timed {recorded}; it is posted with time {alert['time']}, as Falcosidekick "
+            "forwards a live event (verify refuses alerts older than settings.max_alert_age_seconds)")
         body = json.dumps(alert, ensure_ascii=False).encode()
         result = DemoResult(exit_code=1)
         denied = self.post(body, None)
@@ -281,6 +295,10 @@ class Demo:
         say(f"  POST {self.spec.endpoint} with the bearer token   -> {accepted.status_code} {accepted.text.strip()}")
         say(f"    headers as Falcosidekick's config.go builds them from {names.FALCOSIDEKICK_HEADERS_ENV} in Secret "
             f"{names.FALCOSIDEKICK_WEBHOOK_SECRET} (config.existingSecret), made by build/create-secrets.sh")
+        sidekick = self.falcosidekick(self.token)
+        if sidekick.address.startswith("https:"):
+            say(f"    to {sidekick.address}: " + ("certificate verified with the CA of config.tlsclient.cacertfile"
+                                                  if sidekick.checkcert else "checkcert false: NOT verified"))
         if accepted.status_code != 200 or len(self.webhook.events) != before + 1:
             say("  the EventSource refused the alert: nothing happens")
             return result
@@ -351,7 +369,8 @@ class Demo:
         say("[6/6] result")
         self.show_dag(run)
         result.evidence = self.show_evidence(run)
-        result.pod = self.show_pod(workload)
+        verdict = next((t.outputs.get("result") for t in run.tasks if t.name == "quarantine" and t.outputs), None)
+        result.pod = self.show_pod(workload, verdict)
         result.networkpolicies = self.show_networkpolicies(workload["namespace"])
         result.events = self.show_events(workload["namespace"])
         say()
@@ -429,7 +448,8 @@ class Demo:
         say(f"    on {NODE}     archives left in the checkpoint directory: {info['archives_on_node'] or 'none (moved to S3)'}")
         return info
 
-    def show_pod(self, workload: dict) -> dict | None:
+    def show_pod(self, workload: dict, verdict: str | None = None) -> dict | None:
+        """The pod as the API has it; `verdict` is quarantine's own result (isolated or why not)."""
         say = self.say
         pod = self.kube.get("pods", workload["namespace"], workload["pod"])
         where = f"{workload['namespace']}/{workload['pod']}"
@@ -443,7 +463,8 @@ class Demo:
         say(f"  pod {where}: {pod['status'].get('phase')}, "
             + ("quarantined" if quarantined else "not quarantined")
             + (", detached (the Service and the ReplicaSet no longer select it)" if quarantined and not selected else "")
-            + ("" if quarantined else ", still selected by Service " + workload["service"] if selected else ""))
+            + ("" if quarantined else ", still selected by Service " + workload["service"] if selected else "")
+            + (f"; quarantine says: {verdict}" if verdict else ""))
         say(f"    labels       {', '.join(f'{k}={v}' for k, v in labels.items()) or '(none)'}")
         for key, value in (meta.get("annotations") or {}).items():
             if key.startswith(names.DOMAIN):

@@ -61,7 +61,7 @@ def sensor_name(policy: str) -> str:
 
 
 # Workflows.
-WORKFLOW_NAME_PREFIX = "falco-response-"  # + 16 hex of sha256(namespace/pod/container-id)
+WORKFLOW_NAME_PREFIX = "falco-response-"  # + 16 hex of sha256(namespace/pod/container-id) + "-" + severity
 PIPELINES = (
     "checkpoint-and-quarantine",
     "checkpoint-and-delete",
@@ -69,6 +69,35 @@ PIPELINES = (
     "quarantine",
     "delete",
 )
+
+# How severe a response is, weakest first: its index is the severity (0-5). A dry run (whatever
+# its pipeline) contains nothing; evidence alone < containment that keeps the pod < that plus
+# evidence < deletion < deletion after evidence. The Workflow name carries it, so an alert storm
+# makes one Workflow per container per severity, and a more severe alert is never deduplicated
+# against a weaker response (README: policy reference, escalation).
+SEVERITY_ORDER = ("dry-run", "checkpoint-only", "quarantine", "checkpoint-and-quarantine", "delete", "checkpoint-and-delete")
+LABEL_SEVERITY = f"{DOMAIN}/severity"
+
+
+def response_severity(pipeline: str, dry_run: bool) -> int:
+    """0 for a dry run, else the pipeline's place in SEVERITY_ORDER."""
+    return 0 if dry_run else SEVERITY_ORDER.index(pipeline)
+
+
+def workflow_name(container_hash: str, severity: int) -> str:
+    """`falco-response-<16 hex>-<severity>`: 33 characters, within Argo's 63 (validate.go maxCharsInObjectName)."""
+    return f"{WORKFLOW_NAME_PREFIX}{container_hash}-{severity}"
+
+
+def parse_workflow_name(name: str) -> tuple[str, int] | None:
+    """(container hash, severity) of a name workflow_name made; None for any other name."""
+    rest = name.removeprefix(WORKFLOW_NAME_PREFIX)
+    key, sep, severity = rest.rpartition("-")
+    if rest == name or not sep or len(key) != 16 or any(c not in "0123456789abcdef" for c in key):
+        return None
+    if len(severity) != 1 or not severity.isdigit() or int(severity) >= len(SEVERITY_ORDER):
+        return None
+    return key, int(severity)
 
 
 def workflow_template_name(pipeline: str) -> str:

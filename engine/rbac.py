@@ -15,8 +15,16 @@ Rule = dict
 # What each step's code calls, beyond the executor's own needs. The RBAC audit compares these with
 # the API calls the steps make against the stand-in API server.
 CLUSTER_RULES: dict[str, list[Rule]] = {
-    "verify": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
-    "checkpoint": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],  # + the checkpoint path
+    "verify": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        # the blast-radius cap: a pod's ReplicaSet names the Deployment it counts against
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+    ],
+    "checkpoint": [
+        # pods get: right before the POST, is the pod (UID) and its container (id) still verify's?
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # + the checkpoint path
+    ],
     "copy": [],  # object storage only; its pod gets no Kubernetes token
     "quarantine": [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
@@ -32,6 +40,9 @@ CLUSTER_RULES: dict[str, list[Rule]] = {
     ],
 }
 NAMESPACED_RULES: dict[str, list[Rule]] = {
+    # One Lease per response, owned by its Workflow, counted per owner (steps/owner_cap.py):
+    # create and list only, so verify can neither alter nor delete another response's record.
+    "verify": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "list"]}],
     "report": [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}],
 }
 EXECUTOR_RULES = [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
@@ -48,10 +59,29 @@ def checkpoint_rule(settings: Settings) -> Rule:
     return {"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["create"]}
 
 
+# quarantine.mechanism admin-network-policy: the step creates one cluster-scoped AdminNetworkPolicy
+# per namespace, lists the others (one that comes first could let traffic through) and reads the
+# pod's namespace labels, which their subjects select by.
+ADMIN_NETWORK_POLICY_RULES: list[Rule] = [
+    {"apiGroups": ["policy.networking.k8s.io"], "resources": ["adminnetworkpolicies"], "verbs": ["get", "list", "create"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+]
+
+
+# blast_radius.on_exceeded: scale-down, through the scale subresource only (patch: no read of the
+# workload, no other field of it). DaemonSets have no scale subresource.
+SCALE_DOWN_RULE = {"apiGroups": ["apps"], "resources": ["deployments/scale", "replicasets/scale", "statefulsets/scale"],
+                   "verbs": ["patch"]}
+
+
 def cluster_rules(step: str, settings: Settings) -> list[Rule]:
     rules = [dict(r) for r in CLUSTER_RULES[step]]
     if step == "checkpoint":
         rules.append(checkpoint_rule(settings))
+    if step == "verify" and settings.blast_radius.on_exceeded == "scale-down":
+        rules.append(dict(SCALE_DOWN_RULE))
+    if step == "quarantine" and settings.quarantine.mechanism == "admin-network-policy":
+        rules += [dict(r) for r in ADMIN_NETWORK_POLICY_RULES]
     return rules
 
 
@@ -148,5 +178,26 @@ def roles(settings: Settings) -> list[dict]:
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(name),
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
              "subjects": [_subject(name, ns)]},
+        ]
+    return out
+
+
+def scc_use(scc: str, accounts: list[tuple[str, str]]) -> list[dict]:
+    """OpenShift: `use` of SecurityContextConstraints `scc` for exactly these (namespace, ServiceAccount).
+
+    SCC admission asks the authorizer for verb `use` on security.openshift.io securitycontextconstraints
+    named `scc` in the pod's namespace (sccmatching/matcher.go authorizedForSCC), so a Role and RoleBinding
+    in that namespace suffice: nothing cluster-wide."""
+    rule = {"apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"],
+            "resourceNames": [scc], "verbs": ["use"]}
+    out: list[dict] = []
+    for namespace in sorted({ns for ns, _ in accounts}):
+        name = f"{scc}-scc"
+        out += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(name, namespace),
+             "rules": [rule]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(name, namespace),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [_subject(sa, ns) for ns, sa in accounts if ns == namespace]},
         ]
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate, models as m
 
-from engine import names
+from engine import blast_radius, names
 from engine.config import Settings
 from pipelines import templates
 
@@ -36,11 +36,14 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
     contain = {"checkpoint-and-quarantine": "quarantine", "checkpoint-and-delete": "delete"}.get(
         pipeline, pipeline if pipeline in ("quarantine", "delete") else None
     )
-    used = [templates.verify(settings)]
+    used = [templates.verify(settings, pipeline)]
     if checkpoints:
         used += [templates.checkpoint(settings), templates.copy(settings)]
+    escalate = contain == "quarantine" and settings.quarantine.on_not_isolated == "delete"
     if contain == "quarantine":
         used.append(templates.quarantine(settings))
+        if escalate:
+            used.append(templates.delete(settings))
     elif contain == "delete":
         used.append(templates.delete(settings))
     used.append(templates.report(settings, pipeline))
@@ -76,7 +79,9 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
             seconds_after_completion=settings.dedupe_window_seconds,
         ),
         synchronization=m.Synchronization(
-            mutexes=[m.Mutex(name=f"{_wf('namespace')}-{_wf('pod')}")]
+            mutexes=[m.Mutex(name=f"{_wf('namespace')}-{_wf('pod')}")],
+            # At most max_concurrent_responses Workflows run; the others wait, Pending (Argo >= 3.6).
+            semaphores=[m.SemaphoreRef.model_validate(blast_radius.semaphore())],
         ),
         workflow_metadata=m.WorkflowMetadata(
             labels={**names.common_labels("response"), names.LABEL_PIPELINE: pipeline},
@@ -116,6 +121,7 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                     node=_wf("node"),
                     rule=_wf("rule"),
                     priority=_wf("priority"),
+                    alert_time=_wf("alert-time"),
                 ),
             )
             gate = "verify"
@@ -129,6 +135,8 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                         pod=_wf("pod"),
                         container=_from("verify", "container-name"),
                         node=_from("verify", "node"),
+                        pod_uid=_from("verify", "pod-uid"),
+                        container_id=_from("verify", "container-id"),
                     ),
                 )
                 Task(
@@ -172,6 +180,25 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
                         dry_run=_wf("dry-run"),
                     ),
                 )
+                if escalate:
+                    # quarantine.on_not_isolated: delete. The step exits 1 saying not-isolated only
+                    # after applying everything; its outputs are saved whatever the exit code
+                    # (workflow/executor/postmain.go PostMain) and a retried task's are its last
+                    # attempt's (operator.go buildLocalScope, possiblyGetRetryChildNode). `depends`
+                    # runs this only after a Failed quarantine (dag.go evaluateDependsLogic); `when`
+                    # (govaluate, quoted so an empty output is a plain false) only when the step said
+                    # not-isolated, not for any other failure (dag.go resolveDependencyReferences,
+                    # steps.go shouldExecute). Skipped, the task takes quarantine's Failed phase
+                    # (dag.go assessDAGPhase: a Skipped node is not Completed).
+                    Task(
+                        name="delete",
+                        template="delete",
+                        depends="quarantine.Failed",
+                        when="'" + _from("quarantine", "isolated") + "' == 'false'",
+                        arguments=_args(
+                            namespace=_wf("namespace"), pod=_wf("pod"), pod_uid=_from("verify", "pod-uid"), dry_run=_wf("dry-run")
+                        ),
+                    )
             elif contain == "delete":
                 Task(
                     name="delete",

@@ -15,6 +15,7 @@ from engine.config import Settings
 
 OUT = names.OUTPUTS_DIR
 CA_MOUNT = "/etc/kubelet-ca"
+REPORT_DEADLINE_SECONDS = 600
 
 
 def _flags(*names_: str) -> list[str]:
@@ -29,14 +30,19 @@ def _outputs(*names_: str) -> list[Parameter]:
 
 
 def _security(run_as_root: bool = False) -> m.SecurityContext:
+    """Pod Security "restricted" and OpenShift's restricted-v2 alike. No fixed UID or GID for the
+    non-root steps: restricted-v2's runAsUser MustRunAsRange assigns the namespace's first UID and
+    refuses any other (openshift/apiserver-library-go user/mustrunasrange.go), and on Kubernetes
+    runAsNonRoot with the image's numeric `USER 65532:65532` (Dockerfile) gives the same identity as
+    before. Only copy says root: it reads the kubelet's 0600 root archive (OpenShift: its own SCC)."""
     return m.SecurityContext(
         allow_privilege_escalation=False,
         capabilities=m.Capabilities(drop=["ALL"]),
         privileged=False,
         read_only_root_filesystem=True,
         run_as_non_root=not run_as_root,
-        run_as_user=0 if run_as_root else 65532,
-        run_as_group=0 if run_as_root else 65532,
+        run_as_user=0 if run_as_root else None,
+        run_as_group=0 if run_as_root else None,
         seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
     )
 
@@ -104,20 +110,38 @@ def step(
     )
 
 
-def verify(settings: Settings) -> Container:
-    inputs = ["namespace", "pod", "container-id", "container-name", "node", "rule", "priority"]
+def verify(settings: Settings, pipeline: str = "") -> Container:
+    inputs = ["namespace", "pod", "container-id", "container-name", "node", "rule", "priority", "alert-time"]
     return step(
         settings,
         "verify",
         inputs,
         ["container-name", "container-id", "pod-uid", "node", "image", "image-id"],
-        _flags(*inputs) + ["--protected-namespaces=" + ",".join(settings.protected_namespaces)],
+        _flags(*inputs) + ["--protected-namespaces=" + ",".join(settings.protected_namespaces)]
+        + [f"--max-alert-age={settings.max_alert_age_seconds}"]
+        + _owner_cap(settings, pipeline),
     )
+
+
+def _owner_cap(settings: Settings, pipeline: str) -> list[str]:
+    """verify's flags for the per-owner cap (steps/owner_cap.py): it records this response as a
+    Lease owned by the Workflow and counts the owner's responses before anything is contained."""
+    radius = settings.blast_radius
+    return [
+        f"--max-responses-per-owner={radius.max_responses_per_owner}",
+        f"--owner-window-seconds={radius.window_seconds}",
+        f"--on-cap-exceeded={radius.on_exceeded}",
+        f"--pipeline={pipeline}",
+        "--dry-run={{workflow.parameters.dry-run}}",
+        "--workflow={{workflow.namespace}}/{{workflow.name}}",
+        "--workflow-uid={{workflow.uid}}",
+    ]
 
 
 def checkpoint(settings: Settings) -> Container:
     cp = settings.checkpoint
-    inputs = ["namespace", "pod", "container", "node"]
+    # pod-uid and container-id: verify's, checked again right before the POST (steps/checkpoint.py)
+    inputs = ["namespace", "pod", "container", "node", "pod-uid", "container-id"]
     args = _flags(*inputs) + [
         f"--path={cp.path}",
         f"--timeout={cp.timeout_seconds}",
@@ -212,15 +236,21 @@ def copy(settings: Settings) -> Container:
 
 
 def quarantine(settings: Settings) -> Container:
+    # Outputs: result (isolated | not-isolated: <why>), isolated (true | false: what the pipeline's
+    # escalation tests; empty when the step ended before judging), removed-labels. argoexec saves
+    # them whatever the exit code (workflow/executor/postmain.go PostMain -> SaveParameters).
     inputs = ["namespace", "pod", "pod-uid", "policy", "rule", "priority", "alert-time", "dry-run"]
+    q = settings.quarantine
     return step(
         settings,
         "quarantine",
         inputs,
-        ["result", "removed-labels"],
+        ["result", "isolated", "removed-labels"],
         _flags(*inputs)
         + [
             "--workflow={{workflow.namespace}}/{{workflow.name}}",
+            f"--mechanism={q.mechanism}",
+            f"--anp-priority={q.admin_network_policy_priority}",
             "--protected-namespaces=" + ",".join(settings.protected_namespaces),
         ],
     )
@@ -268,6 +298,9 @@ def report(settings: Settings, pipeline: str) -> Container:
             "--workflow-status={{workflow.status}}",
         ],
         env=env or None,
+        # The exit handler ignores the workflow's deadline and holds the concurrency semaphore
+        # until it ends: bound it (and so its pod counts in the Terminating-scoped quota).
+        active_deadline_seconds=REPORT_DEADLINE_SECONDS,
         metrics=m.Metrics(
             prometheus=[
                 m.Prometheus(

@@ -14,6 +14,14 @@ that CA naming its hostname and addresses, a self-signed kubelet (kubeadm's defa
 naming only its hostname, from a CA nobody else has. --insecure-skip-tls-verify=true verifies
 nothing, explicitly. A TLS failure is one line: what was tried and which setting fixes it.
 
+Identity: the kubelet checkpoints whatever container of that name runs in whatever pod of that
+name exists when the request arrives. So right before the POST the step reads the pod and refuses
+(one line, no checkpoint) unless its UID is still --pod-uid and the container's containerID still
+--container-id, the ones verify checked: a pod replaced under the same name or a container that
+restarted (its PID 1 killed) in between is not the one the alert was about. The window left
+between this check and the kubelet's dump is closed by the copy step, which accepts the archive
+only if its own metadata names the same container.
+
 Outputs: archive (the path the kubelet reported, on the node), checkpoint-time (UTC, RFC 3339,
 when the request was sent; the kubelet names the file after the same moment, in node-local time).
 
@@ -24,9 +32,9 @@ refusing the process tree: an established TCP connection, such as a reverse shel
 attempt freezes the container again); 429/502/503/504 and connection failures are retried; a
 read timeout is not (the kubelet may still be writing).
 
-RBAC: nodes get (to find the kubelet's address and port), and nodes/checkpoint create for the
-direct path (least privilege), or nodes/proxy create for the API-server path (broad: it also
-allows exec into every pod on the node; CIS 5.1.14).
+RBAC: pods get (the identity check), nodes get (to find the kubelet's address and port), and
+nodes/checkpoint create for the direct path (least privilege), or nodes/proxy create for the
+API-server path (broad: it also allows exec into every pod on the node; CIS 5.1.14).
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ DEFAULT_KUBELET_PORT = 10250
 RETRIED = (429, 502, 503, 504)
 KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
 PATHS = ("kubelet", "apiserver-proxy")
+FULL_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
+STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 
 
 class Answer(Exception):
@@ -88,6 +99,8 @@ def parse(argv: Sequence[str] | None):
     parser.flag("pod", common.dns_subdomain)
     parser.flag("container", common.dns_label)
     parser.flag("node", common.dns_subdomain)
+    parser.flag("pod-uid", common.matching(common.UID, "the pod UID verify read"))
+    parser.flag("container-id", common.matching(FULL_CONTAINER_ID, "the full 64-hex container id verify resolved"))
     parser.flag("path", common.one_of(*PATHS), default="kubelet")
     parser.flag("timeout", default="120")
     parser.flag("ca-bundle", common._scalar, default="")
@@ -124,6 +137,42 @@ def check_ca_bundle(path: str) -> None:
 
 def expected_archive(args) -> re.Pattern:
     return re.compile(re.escape(f"checkpoint-{args.pod}_{args.namespace}-{args.container}-") + KUBELET_TIME + r"\.tar")
+
+
+# --- still the verified container? ----------------------------------------------------------------
+
+
+def still_the_verified_container(args, api_client) -> None:
+    """Refuse unless the pod's UID and the container's current containerID are verify's."""
+    from kubernetes import client
+
+    where = f"{args.namespace}/{args.pod}"
+    core = client.CoreV1Api(api_client)
+    try:
+        pod = common.body(
+            common.retry(lambda: core.read_namespaced_pod(args.pod, args.namespace, _preload_content=False), f"get pod {where}")
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise Refused(f"pod {where} is gone since verify: nothing checkpointed") from None
+        raise StepError(f"cannot read pod {where} to check it is still the verified one: {common.describe(exc)}") from exc
+    uid = (pod.get("metadata") or {}).get("uid") or ""
+    if uid != args.pod_uid:
+        raise Refused(
+            f"pod {where} was replaced since verify (UID {uid or '?'}, verified {args.pod_uid}): "
+            "nothing checkpointed; the pod the alert was about is gone"
+        )
+    status = pod.get("status") or {}
+    entry = next((e for key in STATUS_LISTS for e in status.get(key) or [] if e.get("name") == args.container), None)
+    found = STATUS_CONTAINER_ID.fullmatch(str((entry or {}).get("containerID") or ""))
+    current = found.group(2) if found else ""
+    if current != args.container_id:
+        now = f"now {current[:12]}" if current else "no running instance now"
+        raise Refused(
+            f"container {args.container} of pod {where} restarted since verify ({now}, restarts "
+            f"{(entry or {}).get('restartCount', '?')}; verified {args.container_id[:12]}): nothing checkpointed, "
+            "the process tree the alert was about is gone"
+        )
 
 
 # --- the two ways in -------------------------------------------------------------------------------
@@ -195,6 +244,7 @@ def direct(args, api_client) -> str:
 
     host, port, kind = kubelet_address(api_client, args.node, args.address_types)
     headers, cert = credentials(api_client)
+    still_the_verified_container(args, api_client)
     headers["Accept"] = "application/json"
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     path = f"/checkpoint/{args.namespace}/{args.pod}/{args.container}?timeout={args.timeout}"
@@ -256,6 +306,7 @@ def via_apiserver(args, api_client) -> str:
         "checkpoint: warning: going through the API server's node proxy: its RBAC (nodes/proxy create) "
         "also allows exec into every pod on every node; prefer --path=kubelet"
     )
+    still_the_verified_container(args, api_client)
     resource = "/api/v1/nodes/{node}/proxy/checkpoint/{namespace}/{pod}/{container}"
     common.log(
         f"checkpoint: POST /api/v1/nodes/{args.node}/proxy/checkpoint/{args.namespace}/{args.pod}/{args.container}"

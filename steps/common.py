@@ -275,6 +275,18 @@ def body(response) -> dict:
     return json.loads(response.data or b"{}")
 
 
+def workflow_ref(name: str, value: object) -> str:
+    """`<namespace>/<name>` of the response Workflow."""
+    value = _scalar(name, value)
+    namespace, _, workflow = value.partition("/")
+    try:
+        dns_label(name, namespace)
+        dns_subdomain(name, workflow)
+    except Refused:
+        raise Refused(f"{name}: {value[:80]!r} is not <namespace>/<name>") from None
+    return value
+
+
 def describe(exc: BaseException) -> str:
     """A short, one-line description of an API failure: status and the Status message."""
     status = _status_of(exc)
@@ -285,7 +297,7 @@ def describe(exc: BaseException) -> str:
         except (ValueError, AttributeError):
             message = None
         if message:
-            return one_line(f"{status} {message}", 200)
+            return one_line(f"{status} {message}", 400)
     if status:
         reason = getattr(exc, "reason", "") or ""
         return one_line(f"{status} {reason}".strip(), 200)

@@ -8,7 +8,17 @@ not exist, runs on another node than the one that raised the alert, has no conta
 container id to the full one and writes, as output parameters:
 container-name, container-id (64 hex), pod-uid, node (spec.nodeName), image, image-id.
 
-RBAC: pods get (in the watched namespaces).
+Freshness (rule max_alert_age): before any API call it refuses an alert whose --alert-time (Falco's
+`time`) is more than --max-alert-age seconds old (settings.max_alert_age_seconds) or more than
+MAX_FUTURE_SKEW_SECONDS in the future: a replayed, long-queued or forged alert does nothing. An
+empty --alert-time is a response submitted by hand without an alert (the Sensors only fire for
+alerts with a time); it is logged as such.
+
+A response weaker than the one that already quarantined this container is refused
+(steps/escalation.py). Then it applies the blast-radius cap (steps/owner_cap.py): beyond the configured number of responses
+per owner workload it stops (exit 1), or scales the owner to 0 and stops.
+
+RBAC: pods get (in the watched namespaces), and what steps/owner_cap.py lists.
 """
 
 from __future__ import annotations
@@ -16,13 +26,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from engine.config import DEFAULT_PROTECTED
-from steps import common
+from steps import common, escalation, owner_cap
 from steps.common import Refused, StepError, api_status, body, optional, protected, rule_name
 
 STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
 STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+DEFAULT_MAX_ALERT_AGE_SECONDS = 600  # engine.config Settings.max_alert_age_seconds
+MAX_FUTURE_SKEW_SECONDS = 60  # node clocks (NTP) agree far better; more is a forged time
 
 
 # --- the step ----------------------------------------------------------------------------------
@@ -38,9 +51,53 @@ def parse(argv: Sequence[str] | None):
     parser.flag("rule", rule_name)
     parser.flag("priority", common.priority)
     parser.flag("protected-namespaces", default=",".join(DEFAULT_PROTECTED))
+    parser.flag("alert-time", lambda n, v: optional(common.alert_time, n, v), default="")
+    parser.flag("max-alert-age", max_alert_age, default=str(DEFAULT_MAX_ALERT_AGE_SECONDS))
+    owner_cap.add_flags(parser)
     args = parser.parse(argv)
     protected(args.namespace, args.protected_namespaces)
+    args.alert_age = fresh(args.alert_time, args.max_alert_age)
     return args
+
+
+def max_alert_age(name: str, value: object) -> int:
+    text = common._scalar(name, value).strip()
+    if not re.fullmatch(r"\d{1,7}", text) or not 60 <= int(text) <= 7 * 24 * 3600:
+        raise Refused(f"{name}: {text[:40]!r} is not a number of seconds from 60 to 604800")
+    return int(text)
+
+
+def fresh(alert_time: str, limit: int, now: datetime | None = None) -> float | None:
+    """The alert's age in seconds; Refused (rule max_alert_age) when too old or from the future."""
+    if not alert_time:
+        return None
+    found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})", alert_time)
+    try:
+        if found is None:
+            raise ValueError(alert_time)
+        fraction = float("0" + found.group(2)) if found.group(2) else 0.0
+        when = datetime.fromisoformat(found.group(1) + ("+00:00" if found.group(3) == "Z" else found.group(3)))
+    except ValueError:
+        raise Refused(f"alert-time: {alert_time[:80]!r} is not a valid time") from None
+    age = ((now or datetime.now(timezone.utc)) - when).total_seconds() - fraction
+    if age > limit:
+        raise Refused(
+            f"alert time {alert_time} is {span(age)} old, older than max_alert_age_seconds ({limit}s): "
+            "stale or replayed alert, nothing done"
+        )
+    if age < -MAX_FUTURE_SKEW_SECONDS:
+        raise Refused(
+            f"alert time {alert_time} is {span(-age)} in the future, more than the {MAX_FUTURE_SKEW_SECONDS}s of clock "
+            "skew max_alert_age allows: forged alert or a wrong clock, nothing done"
+        )
+    return age
+
+
+def span(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)}s"
 
 
 def short_id(name: str, value: str) -> str:
@@ -79,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     where = f"{args.namespace}/{args.pod}"
     common.log(f"verify: alert {args.rule!r} ({args.priority}) on pod {where}, container id {args.container_id}")
+    if args.alert_age is None:
+        common.log("verify: no alert time (a response submitted by hand): max_alert_age not checked")
+    else:
+        common.log(f"verify: the alert is {span(max(args.alert_age, 0))} old (max_alert_age_seconds {args.max_alert_age})")
 
     from kubernetes import client
 
@@ -118,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     image = entry.get("image") or next(
         (c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), ""
     )
+    escalation.refuse_weaker(args.workflow, pod)  # a weaker response after a stronger one (steps/escalation.py)
+    owner_cap.enforce(args, pod)  # the blast-radius cap, before any step acts on the pod
     outputs = {
         "container-name": name,
         "container-id": full_id,

@@ -28,7 +28,8 @@ def step_token(kube: FakeKube, step: str) -> str:
 @pytest.fixture
 def kube(tmp_path):
     """A started FakeKube with namespace "default", node "node-1" (HTTPS kubelet running) and the
-    ServiceAccounts and RBAC of build/ applied: the API server enforces them on every request."""
+    ServiceAccounts, RBAC and ValidatingAdmissionPolicies of build/ applied, as a real install has
+    them: the API server enforces them on every request."""
     with FakeKube(tmp_path / "kube") as fake:
         fake.add_namespace("default")
         fake.add_node("node-1")

@@ -81,8 +81,8 @@ def test_falcosidekick_values_point_at_the_eventsource_and_the_secret():
     against the charts and follows the header to the webhook)."""
     values = yaml.safe_load((BUILD / "falcosidekick-values.yaml").read_text())
     config = values["falcosidekick"]["config"]
-    assert config["webhook"] == {"address": "http://falco-eventsource-svc.argo-events.svc.cluster.local:12000/falco",
-                                 "method": "POST", "minimumpriority": "debug"}
+    assert config["webhook"] == {"address": "https://falco-eventsource-svc.argo-events.svc.cluster.local:12000/falco",
+                                 "method": "POST", "minimumpriority": "debug", "checkcert": True, "mutualtls": False}
     assert config["existingSecret"] == "falcosidekick-webhook-auth"
 
 

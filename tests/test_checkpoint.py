@@ -42,8 +42,19 @@ def proxy_rbac(kube):
     return kube
 
 
-def run(env: dict, outputs: Path, **flags: str) -> subprocess.CompletedProcess:
-    args = {"namespace": "default", "pod": "web", "container": "app", "node": "node-1", "timeout": "30", **flags}
+def identity(kube, namespace: str = "default", pod: str = "web", container: str = "app") -> dict[str, str]:
+    """What verify outputs for the pod as it is now: its UID and the container's full id."""
+    found = kube.get("pods", namespace, pod)
+    if found is None:
+        return {"pod_uid": "00000000-0000-4000-8000-000000000000", "container_id": "0" * 64}
+    status = next(s for s in found["status"]["containerStatuses"] if s["name"] == container)
+    return {"pod_uid": found["metadata"]["uid"], "container_id": status["containerID"].partition("://")[2]}
+
+
+def run(kube, env: dict, outputs: Path, **flags: str) -> subprocess.CompletedProcess:
+    """`python -m steps.checkpoint` for default/web/app with the identity verify saw (unless given)."""
+    args = {"namespace": "default", "pod": "web", "container": "app", "node": "node-1", "timeout": "30",
+            **identity(kube), **flags}  # fmt: skip
     argv = [sys.executable, "-m", "steps.checkpoint", *(f"--{k.replace('_', '-')}={v}" for k, v in args.items())]
     argv.append(f"--outputs-dir={outputs}")
     return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -72,7 +83,7 @@ def assert_one_error_line(result, *fragments: str) -> None:
 
 
 def test_direct_with_ca_bundle(pod, step_env, tmp_path):
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 0, result.stderr
     out = outputs(tmp_path / "out")
     assert set(out) == {"archive", "checkpoint-time"}
@@ -86,7 +97,7 @@ def test_direct_with_ca_bundle(pod, step_env, tmp_path):
 
 
 def test_insecure_skip_verify_works_and_warns(pod, step_env, tmp_path):
-    result = run(step_env(), tmp_path / "out", insecure_skip_tls_verify="true")
+    result = run(pod, step_env(), tmp_path / "out", insecure_skip_tls_verify="true")
     assert result.returncode == 0, result.stderr
     assert "NOT verifying the kubelet's certificate" in result.stdout
     assert posts(pod, CHECKPOINT) == [200]
@@ -94,7 +105,7 @@ def test_insecure_skip_verify_works_and_warns(pod, step_env, tmp_path):
 
 
 def test_tls_failure_without_the_kubelet_ca(pod, step_env, tmp_path):
-    result = run(step_env(), tmp_path / "out", ca_bundle=certifi.where())
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=certifi.where())
     assert result.returncode == 1
     assert_one_error_line(
         result, "TLS to the kubelet of node-1 at 127.0.0.1:", "unable to get local issuer certificate",
@@ -112,7 +123,7 @@ def test_default_trusts_a_bootstrapped_kubelet_with_kube_root_ca(pod, step_env, 
     """What the default settings do on EKS, GKE or kubeadm with serverTLSBootstrap: the bundle is
     ConfigMap kube-root-ca.crt (rootcacertpublisher/publisher.go puts the cluster CA in every
     namespace), which signed the kubelet's kubernetes.io/kubelet-serving certificate."""
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(root_ca(pod, tmp_path)), ca_configmap="kube-root-ca.crt")
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(root_ca(pod, tmp_path)), ca_configmap="kube-root-ca.crt")
     assert result.returncode == 0, result.stderr
     assert "(direct to the kubelet, InternalIP address, verifying the name node-1)" in result.stdout
     assert posts(pod, CHECKPOINT) == [200]
@@ -125,7 +136,7 @@ def test_self_signed_kubelet_is_verified_by_node_name_not_by_ip(kube, step_env, 
     name. Today's step verified the IP and failed with an IP address mismatch."""
     kube.add_node("node-2", tls="self-signed")
     kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "nginx:1.27"}])
-    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.node_ca("node-2")))
+    result = run(kube, step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.node_ca("node-2")))
     assert result.returncode == 0, result.stderr
     assert posts(kube, CHECKPOINT) == [200]
     assert (kube.checkpoint_dir("node-2") / outputs(tmp_path / "out")["archive"].rsplit("/", 1)[1]).is_file()
@@ -138,8 +149,9 @@ def test_self_signed_kubelet_with_the_default_ca_fails_in_one_line_with_the_fix(
     kube.add_node("node-2", tls="self-signed")
     kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "nginx:1.27"}])
     result = run(
-        step_env(), tmp_path / "out", node="node-2", ca_bundle=str(root_ca(kube, tmp_path)), ca_configmap="kube-root-ca.crt"
-    )
+        kube, step_env(), tmp_path / "out", node="node-2", ca_bundle=str(root_ca(kube, tmp_path)),
+        ca_configmap="kube-root-ca.crt",
+    )  # fmt: skip
     assert result.returncode == 1  # final: a retry would not change the certificate
     assert_one_error_line(
         result,
@@ -156,10 +168,10 @@ def test_self_signed_kubelet_with_the_default_ca_fails_in_one_line_with_the_fix(
 def test_address_types_pick_the_address_in_order(pod, step_env, tmp_path):
     """Like metrics-server's --kubelet-preferred-address-types: the first type the node reports
     (node-1 has InternalIP and Hostname, no ExternalIP); none of them is a one-line error."""
-    ok = run(step_env(), tmp_path / "a", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,InternalIP")
+    ok = run(pod, step_env(), tmp_path / "a", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,InternalIP")
     assert ok.returncode == 0, ok.stderr
     assert "InternalIP address" in ok.stdout
-    none = run(step_env(), tmp_path / "b", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,ExternalDNS")
+    none = run(pod, step_env(), tmp_path / "b", ca_bundle=str(pod.kubelet_ca), address_types="ExternalIP,ExternalDNS")
     assert none.returncode == 1
     assert_one_error_line(
         none, "node node-1 reports no usable address of types ExternalIP, ExternalDNS (it has: Hostname, InternalIP)",
@@ -177,7 +189,7 @@ def test_reverse_shell_is_refused_by_criu_and_explained_with_the_node_fix(kube, 
     `criu failed: type DUMP errno 0 path= <bundle>/criu-dump.log` (cmd/containerd-shim-runc-v2/
     process/init.go), the kubelet 500 (pkg/kubelet/server/server.go). One attempt, one line."""
     kube.add_pod("default", "web", "node-1", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(kube.kubelet_ca))
+    result = run(kube, step_env(), tmp_path / "out", ca_bundle=str(kube.kubelet_ca))
     assert result.returncode == 1  # not 75: retrying freezes the container again for the same refusal
     cid = kube.get("pods", "default", "web")["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
     assert_one_error_line(
@@ -196,7 +208,7 @@ def test_reverse_shell_is_dumped_where_criu_allows_tcp_established(kube, step_en
     handleCriuConfigurationFile): with `tcp-established` there the connection is dumped."""
     kube.add_node("node-2", tcp_established=True)
     kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
-    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
+    result = run(kube, step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
     assert result.returncode == 0, result.stderr
     assert posts(kube, CHECKPOINT) == [200]
 
@@ -210,7 +222,7 @@ def test_reverse_shell_on_crio_is_explained_from_criu_s_own_reason(kube, step_en
     step names the cause, not a log to read, and the node fix. One attempt, one line."""
     kube.add_node("node-2", runtime="cri-o")
     kube.add_pod("default", "web", "node-2", containers=[{"name": "app", "image": "alpine:3.20", "tcp_established": True}])
-    result = run(step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
+    result = run(kube, step_env(), tmp_path / "out", node="node-2", ca_bundle=str(kube.kubelet_ca))
     assert result.returncode == 1  # not 75: final
     assert result.stderr.strip() == (
         "error: CRIU on node-2 refused to checkpoint default/web/app: a process in it holds an established TCP "
@@ -222,7 +234,7 @@ def test_reverse_shell_on_crio_is_explained_from_criu_s_own_reason(kube, step_en
 
 
 def test_apiserver_proxy_path(pod, proxy_rbac, step_env, tmp_path):
-    result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
+    result = run(pod, step_env(), tmp_path / "out", path="apiserver-proxy")
     assert result.returncode == 0, result.stderr
     assert "nodes/proxy" in result.stdout and "warning" in result.stdout
     assert posts(pod, PROXY) == [200]  # '/' not encoded as %2F
@@ -232,7 +244,7 @@ def test_apiserver_proxy_path(pod, proxy_rbac, step_env, tmp_path):
 
 def test_gate_off_404(pod, step_env, tmp_path):
     pod.set_checkpoint_behaviour("node-1", "gate-off")
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 1
     assert_one_error_line(
         result,
@@ -242,15 +254,20 @@ def test_gate_off_404(pod, step_env, tmp_path):
 
 
 def test_container_gone_404_through_proxy(pod, proxy_rbac, step_env, tmp_path):
-    pod.delete("pods", "default", "web")
-    result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
+    """The pod vanishes after the step's identity check, as the request reaches the kubelet."""
+    seen = identity(pod)
+    remove = pod.on_request(lambda method, path: pod.delete("pods", "default", "web") if "/proxy/checkpoint/" in path else None)
+    try:
+        result = run(pod, step_env(), tmp_path / "out", path="apiserver-proxy", **seen)
+    finally:
+        remove()
     assert result.returncode == 1
     assert_one_error_line(result, "answered 404", "or the container is gone", "pod does not exist")
 
 
 def test_unsupported_runtime_500_is_final(pod, step_env, tmp_path):
     pod.set_checkpoint_behaviour("node-1", "unsupported")
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 1  # not 75: Argo must not retry either
     assert_one_error_line(
         result, "container runtime on node-1 cannot checkpoint: checkpointing of default/web/app failed", "Unimplemented"
@@ -260,7 +277,7 @@ def test_unsupported_runtime_500_is_final(pod, step_env, tmp_path):
 
 def test_429_burst_is_retried(pod, step_env, tmp_path):
     pod.fail_next(429, count=3, method="POST", path="^/checkpoint/")
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 0, result.stderr
     assert posts(pod, CHECKPOINT) == [429, 429, 429, 200]
     assert result.stdout.count("transient failure") == 3
@@ -268,7 +285,7 @@ def test_429_burst_is_retried(pod, step_env, tmp_path):
 
 def test_503_that_outlives_the_retries_exits_75(pod, proxy_rbac, step_env, tmp_path):
     pod.fail_next(503, count=50, method="POST", path="/proxy/checkpoint/")
-    result = run(step_env(), tmp_path / "out", path="apiserver-proxy")
+    result = run(pod, step_env(), tmp_path / "out", path="apiserver-proxy")
     assert result.returncode == 75
     assert_one_error_line(result, "kept failing", "503")
     assert posts(pod, PROXY) == [503] * 5
@@ -276,17 +293,79 @@ def test_503_that_outlives_the_retries_exits_75(pod, proxy_rbac, step_env, tmp_p
 
 def test_403_names_the_permission(pod, step_env, tmp_path):
     pod.fail_next(403, count=1, method="POST", path="^/checkpoint/")
-    result = run(step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 1
     assert_one_error_line(result, "403", "nodes/checkpoint create")
     assert posts(pod, CHECKPOINT) == [403]
 
 
 def test_unknown_node_is_refused(pod, step_env, tmp_path):
-    result = run(step_env(), tmp_path / "out", node="node-9", ca_bundle=str(pod.kubelet_ca))
+    result = run(pod, step_env(), tmp_path / "out", node="node-9", ca_bundle=str(pod.kubelet_ca))
     assert result.returncode == 1
     assert_one_error_line(result, "node node-9 not found")
     assert [r for r in pod.requests if r[0] == "POST"] == []
+
+
+# --- the container verify checked, and no other ------------------------------------------------
+
+
+def test_a_container_restarted_since_verify_is_not_checkpointed(pod, step_env, tmp_path):
+    """The attacker kills PID 1 between verify and checkpoint; the kubelet restarts the container
+    (FakeKube.restart_container: new containerID, restartCount 1, lastState.terminated naming the
+    old one, as pkg/kubelet/kuberuntime reports it). A checkpoint now would dump a fresh process
+    tree under the verified name: the step reads the pod right before the POST and refuses. The
+    previous step took no identity and checkpointed the new container (exit 0)."""
+    seen = identity(pod)
+    new_id = pod.restart_container("default", "web", "app")
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca), **seen)
+    assert result.returncode == 1
+    assert_one_error_line(
+        result,
+        f"container app of pod default/web restarted since verify (now {new_id[:12]}, restarts 1; "
+        f"verified {seen['container_id'][:12]}): nothing checkpointed",
+    )
+    assert ("GET", "/api/v1/namespaces/default/pods/web", 200) in pod.requests
+    assert posts(pod, CHECKPOINT) == [] and list(pod.checkpoint_dir("node-1").iterdir()) == []
+    assert outputs(tmp_path / "out") == {}
+
+
+def test_a_pod_replaced_since_verify_is_not_checkpointed(pod, proxy_rbac, step_env, tmp_path):
+    """Same name, new pod (FakeKube.replace_pod: a new UID, new containers); through the API
+    server's proxy too, the check comes before the POST."""
+    seen = identity(pod)
+    new_uid = pod.replace_pod("default", "web")["metadata"]["uid"]
+    result = run(pod, step_env(), tmp_path / "out", path="apiserver-proxy", **seen)
+    assert result.returncode == 1
+    assert_one_error_line(
+        result, f"pod default/web was replaced since verify (UID {new_uid}, verified {seen['pod_uid']}): nothing checkpointed"
+    )
+    assert posts(pod, PROXY) == [] and list(pod.checkpoint_dir("node-1").iterdir()) == []
+
+    pod.delete("pods", "default", "web")
+    gone = run(pod, step_env(), tmp_path / "out", path="apiserver-proxy", **seen)
+    assert gone.returncode == 1
+    assert_one_error_line(gone, "pod default/web is gone since verify: nothing checkpointed")
+    assert posts(pod, PROXY) == []
+
+
+def test_the_same_container_is_checkpointed_with_its_identity(pod, step_env, tmp_path):
+    """The identity verify saw still holds: one GET of the pod, then the POST; the archive's
+    config.dump names that container and status.dump that pod (containerd's CheckpointContainer)."""
+    import json
+    import tarfile
+
+    seen = identity(pod)
+    result = run(pod, step_env(), tmp_path / "out", ca_bundle=str(pod.kubelet_ca), **seen)
+    assert result.returncode == 0, result.stderr
+    served = [(m, p) for m, p, _ in pod.requests]
+    assert served.index(("GET", "/api/v1/namespaces/default/pods/web")) < served.index(("POST", CHECKPOINT))
+    name = outputs(tmp_path / "out")["archive"].rsplit("/", 1)[1]
+    with tarfile.open(pod.checkpoint_dir("node-1") / name) as tar:
+        config = json.load(tar.extractfile("config.dump"))
+        status = json.load(tar.extractfile("status.dump"))
+    assert config["id"] == status["id"] == seen["container_id"]
+    assert status["labels"]["io.kubernetes.pod.uid"] == seen["pod_uid"]
+    assert config["name"] == f"app_web_default_{seen['pod_uid']}_0"
 
 
 HOSTILE = {
@@ -299,6 +378,8 @@ HOSTILE = {
     "insecure_skip_tls_verify": ["maybe"],
     "address_types": ["Foo", "InternalIP,Evil", ","],
     "ca_configmap": ["../kube-root-ca.crt", "Bad_Name"],
+    "pod_uid": ["", "x/../y", "6f1c2a3b-0000-4000-8000-00000000abcd\n"],
+    "container_id": ["0123456789ab", "$(id)", "A" * 64],
 }
 
 
@@ -309,7 +390,7 @@ def test_hostile_flags_are_refused_before_any_request(pod, step_env, tmp_path, f
     flags = {"ca_bundle": str(pod.kubelet_ca), flag: value}
     if flag == "insecure_skip_tls_verify":
         flags.pop("ca_bundle")
-    result = run(step_env(), tmp_path / "out", **flags)
+    result = run(pod, step_env(), tmp_path / "out", **flags)
     assert result.returncode == 1
     assert_one_error_line(result)
     assert pod.requests == []
@@ -332,7 +413,7 @@ def test_tls_flags_are_checked_first(pod, step_env, tmp_path, flags, message):
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello")
     flags = {k: {"CA": str(pod.kubelet_ca), "NOT_PEM": str(not_pem)}.get(v, v) for k, v in flags.items()}
-    result = run(step_env(), tmp_path / "out", **flags)
+    result = run(pod, step_env(), tmp_path / "out", **flags)
     assert result.returncode == 1
     assert_one_error_line(result, message)
     assert pod.requests == []

@@ -177,6 +177,38 @@ def test_a_failure_handled_by_a_downstream_leaf_still_fails_unless_every_leaf_br
     assert result.phase == "Succeeded"  # the only leaf succeeded: Argo judges the DAG by its leaves
 
 
+def test_when_reads_a_failed_tasks_outputs_and_a_skipped_leaf_keeps_the_failed_branch(world):
+    """dag.go: `when` is substituted from the ancestors' outputs, a failed pod's included
+    (buildLocalScopeFromTask -> buildLocalScope; argoexec saves outputs whatever the exit code,
+    executor/postmain.go PostMain; a Retry node's are its last attempt's, operator.go) and
+    evaluated by govaluate (steps.go shouldExecute); false: a Skipped node "when '...' evaluated
+    false". A Skipped leaf is not Completed (NodePhase.Completed), so assessDAGPhase gives it its
+    branch's phase: the failure stays; a leaf that runs and succeeds ends the DAG Succeeded."""
+    make, _ = world
+    retry = copy.deepcopy(RETRY)
+
+    def tasks(value: str) -> list[dict]:
+        return [
+            {"name": "a", "template": "ok", "arguments": {"parameters": [{"name": "exit", "value": "1"},
+                                                                            {"name": "value", "value": value}]}},
+            {"name": "fix", "template": "ok", "depends": "a.Failed",
+             "when": "'{{tasks.a.outputs.parameters.out}}' == 'false'",
+             "arguments": {"parameters": [{"name": "value", "value": "fixed after {{tasks.a.outputs.parameters.out}}"}]}},
+        ]
+
+    ran = submit_and_run(make(workflow_template(tasks("false"), [step_template("ok", retry=retry)])), name="wf-ran")
+    assert [(t.phase, t.outputs.get("out")) for t in ran.tasks] == [("Failed", "false"), ("Succeeded", "fixed after false")]
+    assert nodes_by_display(ran)["a"]["outputs"]["parameters"][0]["value"] == "false"  # the Retry node's
+    assert ran.phase == "Succeeded"  # the only leaf succeeded
+
+    runner = make(workflow_template(tasks("true"), [step_template("ok", retry=retry)], name="wt2"))
+    skipped = submit_and_run(runner, "wt2", name="wf-skipped")
+    assert [t.phase for t in skipped.tasks] == ["Failed", "Skipped"]
+    node = nodes_by_display(skipped)["fix"]
+    assert node["type"] == "Skipped" and node["message"] == "when ''true' == 'false'' evaluated false"
+    assert skipped.phase == "Failed"  # the skipped leaf inherits its failed branch
+
+
 def test_retry_on_exit_75_with_backoff_until_success(world):
     make, trace = world
     tasks = [{"name": "f", "template": "flaky"}]
@@ -514,7 +546,7 @@ def test_build_pod_token_secret_name_and_deadlines():
     "mutate,field",
     [
         (lambda wt: wt["spec"]["templates"][0].__setitem__("podSpecPatch", "{}"), "podSpecPatch"),
-        (lambda wt: wt["spec"]["templates"][-1]["dag"]["tasks"][0].__setitem__("when", "1 == 1"), "when"),
+        (lambda wt: wt["spec"]["templates"][-1]["dag"]["tasks"][0].__setitem__("when", "1 < 2"), "when expression"),
         (lambda wt: wt["spec"]["templates"][0]["container"].__setitem__("workingDir", "/"), "workingDir"),
         (lambda wt: wt["spec"].__setitem__("volumeClaimTemplates", []), "volumeClaimTemplates"),
         (lambda wt: wt["spec"]["templates"][0]["retryStrategy"].__setitem__("affinity", {}), "affinity"),

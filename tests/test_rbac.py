@@ -60,8 +60,11 @@ def test_nodes_proxy_only_when_configured():
 
 
 EXPECTED = {
-    "falco-response-verify": {("", "pods", "get")},
-    "falco-response-checkpoint": {("", "nodes", "get"), ("", "nodes/checkpoint", "create")},
+    "falco-response-verify": {
+        ("", "pods", "get"), ("apps", "replicasets", "get"),  # the blast-radius cap (steps/owner_cap.py)
+        ("coordination.k8s.io", "leases", "create"), ("coordination.k8s.io", "leases", "list"),
+    },
+    "falco-response-checkpoint": {("", "pods", "get"), ("", "nodes", "get"), ("", "nodes/checkpoint", "create")},
     "falco-response-copy": set(),
     "falco-response-quarantine": {
         ("", "pods", "get"), ("", "pods", "patch"), ("", "services", "list"),

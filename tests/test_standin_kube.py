@@ -440,7 +440,9 @@ def test_checkpoint_direct_writes_a_realistic_archive(kube, web):
         with tarfile.open(fileobj=io.BytesIO(tar.extractfile("rootfs-diff.tar").read())) as inner:
             assert inner.getnames()
     assert {"config.dump", "spec.dump", "rootfs-diff.tar", "stats-dump", "container.log", "status"} <= names
-    assert config_dump["id"] == CID and config_dump["name"] == "app" and config_dump["rootfsImageName"] == "nginx:1.27"
+    # containerd's makeContainerName: <container>_<pod>_<namespace>_<pod uid>_<attempt>
+    assert config_dump["id"] == CID and config_dump["name"] == f"app_web-1_default_{web['metadata']['uid']}_0"
+    assert config_dump["rootfsImageName"] == "nginx:1.27"
     assert {"runtime", "createdTime"} <= set(config_dump)
     annotations = spec_dump["annotations"]
     assert (

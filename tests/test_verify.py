@@ -10,12 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
+import yaml
 
 from standin import shared_dir
 from standin.kube import FakeKube
@@ -193,6 +198,12 @@ def add_web_pod(kube: FakeKube, name: str = "web-1", namespace: str = "default",
     return kube.add_pod(namespace, name, node, containers=containers, **kw)
 
 
+def falco_time(moment: datetime | None = None) -> str:
+    """RFC 3339 with nanoseconds, as Falco writes `time`; now by default."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+
+
 def verify_flags(**over: str) -> dict[str, str]:
     flags = {
         "namespace": "default",
@@ -202,6 +213,8 @@ def verify_flags(**over: str) -> dict[str, str]:
         "node": "node-1",
         "rule": "Terminal shell in container",
         "priority": "Critical",
+        "alert-time": falco_time(),
+        "max-alert-age": "600",
         "protected-namespaces": "kube-system,falco,argo",
     }
     flags.update(over)
@@ -396,3 +409,92 @@ def test_transient_bursts_are_survived_403_is_final_and_an_outage_exits_75(kube,
     assert "cannot read pod default/forbidden: 403" in runs["forbidden"].error
     assert runs["outage"].rc == 75 and runs["outage"].outputs == {}  # Argo's retryStrategy takes over
     assert statuses("outage") == [503] * 5
+
+
+# --- freshness (max_alert_age) ----------------------------------------------------------------------
+
+
+def verify_argv_from_build(alert: dict, outputs: Path) -> list[str]:
+    """verify's argv as Argo renders build/'s template with the Sensor's parameters for `alert`."""
+    path = ROOT / "build" / "pipelines" / "workflowtemplate-falco-checkpoint-and-quarantine.yaml"
+    template = next(t for t in yaml.safe_load(path.read_text())["spec"]["templates"] if t["name"] == "verify")
+    inputs = {**sensor_flags(alert), "alert-time": alert["time"]}
+    workflow = {"parameters.dry-run": "false", "namespace": "falco-response", "name": "falco-response-0123456789abcdef",
+                "uid": "0b4c2d9e-1111-4222-8333-944445555666"}  # fmt: skip
+
+    def render(arg: str) -> str:
+        arg = re.sub(r"\{\{inputs\.parameters\.([a-z-]+)\}\}", lambda m: inputs[m.group(1)], arg)
+        arg = re.sub(r"\{\{workflow\.([a-z.-]+)\}\}", lambda m: workflow[m.group(1)], arg)
+        assert "{{" not in arg, arg
+        return f"--outputs-dir={outputs}" if arg.startswith("--outputs-dir=") else arg
+
+    return [render(a) for a in template["container"]["args"]]
+
+
+def test_stale_and_future_alerts_are_refused_before_any_api_call(kube, tmp_path):
+    """Rule max_alert_age: build/'s verify gets the alert's `time` and settings.max_alert_age_seconds
+    (600) and refuses, in one line naming the rule, an alert timed 2001 (as Falcosidekick's test
+    event, falco-events/10, is), the demo alert's own 2023 time, and one an hour in the future,
+    before any API call, though the pod exists. On the previous build/ verify was not given the
+    time and verified the same alert (exit 0)."""
+    alert = json.loads((shared_dir() / "falco-events" / "01_terminal_shell_in_container.falco-docs.json").read_text())
+    fields = alert["output_fields"]
+    kube.add_node(alert["hostname"])
+    kube.add_pod("default", "kubecon", alert["hostname"],
+                 containers=[{"name": "alpine", "image": "alpine:3.20", "id": fields["container.id"] + hexid("kubecon")[:52]}])  # fmt: skip
+    test_event = json.loads((shared_dir() / "falco-events" / "10_falcosidekick_test_event.json").read_text())
+    assert test_event["time"].startswith("2001-")
+    future = falco_time(datetime.now(timezone.utc) + timedelta(hours=1))
+    cases = {"2001": test_event["time"], "2023": alert["time"], "future": future}
+    before = len(kube.requests)
+    runs = run_parallel([
+        lambda t=t: run_step(kube, "verify", verify_argv_from_build({**alert, "time": t}, tmp_path / "out"), tmp_path)
+        for t in cases.values()
+    ])  # fmt: skip
+    runs = dict(zip(cases, runs, strict=True))
+    for what, run in runs.items():
+        assert run.rc == 1, (what, run.stdout, run.stderr)
+        assert_refused_quietly(run, what)
+        assert run.outputs == {} and not (tmp_path / "out").exists()
+    assert runs["2001"].error == (
+        "error: alert time 2001-01-01T01:10:00Z is "
+        f"{(datetime.now(timezone.utc) - datetime(2001, 1, 1, 1, 10, tzinfo=timezone.utc)).days} days old, "
+        "older than max_alert_age_seconds (600s): stale or replayed alert, nothing done"
+    )
+    assert "alert time 2023-05-25T13:44:05.478445995Z is" in runs["2023"].error
+    assert "in the future, more than the 60s of clock skew max_alert_age allows" in runs["future"].error
+    assert len(kube.requests) == before  # nothing asked of the API server
+
+    fresh = run_step(kube, "verify", verify_argv_from_build({**alert, "time": falco_time()}, tmp_path / "fresh"), tmp_path)
+    assert "max_alert_age" not in fresh.stderr and "the alert is" in fresh.stdout, fresh.stderr
+
+
+def test_max_alert_age_comes_from_the_settings(kube, tmp_path):
+    """settings.max_alert_age_seconds reaches verify as --max-alert-age; an alert 5 minutes old is
+    fresh for the default 600 s and stale for 120 s; a value outside 60..604800 is refused."""
+    from engine import config
+    from pipelines import templates
+
+    raw = yaml.safe_load((ROOT / "response.yaml").read_text())
+    raw["settings"]["max_alert_age_seconds"] = 120
+    args = templates.verify(config.parse(raw).settings).args
+    assert "--max-alert-age=120" in args and "--alert-time={{inputs.parameters.alert-time}}" in args
+    raw["settings"]["max_alert_age_seconds"] = 30
+    with pytest.raises(config.ConfigError, match="settings.max_alert_age_seconds"):
+        config.parse(raw)
+
+    add_web_pod(kube)
+    five_minutes = falco_time(datetime.now(timezone.utc) - timedelta(minutes=5))
+    runs = run_batch(kube, "verify", {
+        "default": verify_flags(**{"alert-time": five_minutes}),
+        "strict": verify_flags(**{"alert-time": five_minutes, "max-alert-age": "120"}),
+        "by hand": verify_flags(**{"alert-time": ""}),
+        "bad limit": verify_flags(**{"max-alert-age": "5"}),
+    }, tmp_path)  # fmt: skip
+    assert runs["default"].rc == 0, runs["default"].stderr
+    assert "verify: the alert is 5 minutes old (max_alert_age_seconds 600)" in runs["default"].stdout
+    assert_refused_quietly(runs["strict"], "strict")
+    assert "is 5 minutes old, older than max_alert_age_seconds (120s)" in runs["strict"].error
+    assert runs["by hand"].rc == 0 and "no alert time (a response submitted by hand)" in runs["by hand"].stdout
+    assert_refused_quietly(runs["bad limit"], "bad limit")
+    assert "max-alert-age: '5' is not a number of seconds from 60 to 604800" in runs["bad limit"].error

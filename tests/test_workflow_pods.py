@@ -148,7 +148,7 @@ def test_a_missing_executor_token_secret_leaves_copy_pending_until_the_workflow_
         assert kube.get("secrets", NS, EXECUTOR_SECRET) is not None  # build/rbac generates it
         kube.delete("secrets", NS, EXECUTOR_SECRET)
 
-    result, state, out = run_demo(BUILD, tmp_path / "demo", prepare=no_executor_token, active_deadline_seconds=6)
+    result, state, out = run_demo(BUILD, tmp_path / "demo", prepare=no_executor_token, active_deadline_seconds=12)  # room for the other steps under load
     tasks = {t.name: t for t in result.run.tasks}
     assert tasks["checkpoint"].phase == "Succeeded", out[-2000:]
     copy = tasks["copy"]

@@ -31,6 +31,7 @@ defaults (what every write goes through), selectors, patches, store (the verbs' 
 (tokens, users, request attributes), rbac (the authorizer), admission (ServiceAccount admission,
 token controller), podstart (the kubelet starting a pod: volumes, env, Pending), manifests,
 archive (checkpoint tars), pki (kubelet certificates), serving (HTTP plumbing), faults, kubelet,
+scale (the scale subresource of Deployments, ReplicaSets, StatefulSets),
 apiserver, and cluster (FakeKube, the facade). Every public name is re-exported here, so callers
 import from `standin.kube` alone.
 """

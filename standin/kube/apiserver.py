@@ -17,7 +17,10 @@ from standin.kube.resources import KUBERNETES_VERSION, ResourceType
 from standin.kube.selectors import parse_field_selector, parse_label_selector
 from standin.kube.serving import Request, Response
 from standin.kube.stamps import timestamp, utcnow
+from standin.kube import scale
 from standin.kube.store import Store
+from standin.kube.vap import Attributes as AdmissionAttributes
+from standin.kube.vap import ValidatingAdmissionPolicies
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ApiServer:
         self.store = store
         self.tokens = tokens
         self.authorizer = Authorizer(store)
+        self.policies = ValidatingAdmissionPolicies(store)
         self.kubelets = kubelets
         self.deletions = deletions
         self.after_write = after_write or (lambda plural, namespace: None)
@@ -100,7 +104,7 @@ class ApiServer:
             if user is None:
                 raise ApiError(401, "Unauthorized")
             self.authorize(user, request)
-            return self.route(request)
+            return self.route(request, user)
         except ApiError as error:
             return Response.status(error)
         except Exception as exc:  # noqa: BLE001 - the real server answers InternalError, so do we
@@ -116,7 +120,7 @@ class ApiServer:
             raise forbidden(attrs, rt.qualified if rt else attrs.resource)
         return attrs
 
-    def route(self, request: Request) -> Response:
+    def route(self, request: Request, user: User) -> Response:
         discovery = self.discovery(request)
         if discovery is not None:
             return discovery
@@ -127,16 +131,16 @@ class ApiServer:
         if rt is None or (target.namespace is not None and not rt.namespaced):
             raise resource_not_served()
         if target.subpath:
-            return self.subresource(rt, target, request)
+            return self.subresource(rt, target, request, user)
         if target.name is None:
-            return self.collection(rt, target, request)
+            return self.collection(rt, target, request, user)
         if rt.namespaced and target.namespace is None:
             raise resource_not_served()
-        return self.item(rt, target, request)
+        return self.item(rt, target, request, user)
 
     # --- verbs -------------------------------------------------------------------------------
 
-    def collection(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+    def collection(self, rt: ResourceType, target: ResourcePath, request: Request, user: User) -> Response:
         if request.method == "GET":
             return self.list(rt, target.namespace, request)
         if request.method == "POST" and (target.namespace is not None or not rt.namespaced):
@@ -145,7 +149,7 @@ class ApiServer:
                 self.store.require_namespace(target.namespace)
                 admit_pod(self.store, target.namespace or "", body)
             dry_run = self.dry_run(request)
-            created = self.store.create(rt, target.namespace, body, dry_run=dry_run)
+            created = self.create_admitted(rt, target.namespace, body, dry_run, user)
             if not dry_run:
                 self.after_write(rt.plural, target.namespace)
             return Response.json(201, created)
@@ -167,26 +171,33 @@ class ApiServer:
             200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata, "items": items}
         )
 
-    def item(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+    def item(self, rt: ResourceType, target: ResourcePath, request: Request, user: User) -> Response:
         ns, name, method = target.namespace, target.name or "", request.method
         if method == "GET":
             return Response.json(200, self.store.get(rt, ns, name))
         if method == "PUT":
-            updated = self.store.update(rt, ns, name, self.object_body(request), self.dry_run(request))
+            body = self.object_body(request)
+            updated = self.update_admitted(
+                rt, ns, name, lambda dry: self.store.update(rt, ns, name, body, dry), self.dry_run(request), user
+            )
             self.after_write(rt.plural, ns)
             return Response.json(200, updated)
         if method == "PATCH":
-            patched = self.store.patch(rt, ns, name, request.media_type, request.json_body(), self.dry_run(request))
+            patch = request.json_body()
+            patched = self.update_admitted(
+                rt, ns, name, lambda dry: self.store.patch(rt, ns, name, request.media_type, patch, dry),
+                self.dry_run(request), user,
+            )
             self.after_write(rt.plural, ns)
             return Response.json(200, patched)
         if method == "DELETE":
-            return self.delete(rt, ns, name, request)
+            return self.delete(rt, ns, name, request, user)
         raise ApiError(405, "the server does not allow this method on the requested resource")
 
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, request: Request) -> Response:
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, request: Request, user: User) -> Response:
         options = self.delete_options(request)
         dry_run = self.dry_run(request) or bool(options.get("dryRun"))
-        deleted = self.store.delete(rt, namespace, name, options.get("preconditions"), dry_run)
+        deleted = self.delete_admitted(rt, namespace, name, options.get("preconditions"), dry_run, user)
         grace = self.grace_period(rt, deleted, request, options)
         if not dry_run:
             self.after_write(rt.plural, namespace)  # e.g. the root CA publisher puts kube-root-ca.crt back
@@ -224,9 +235,18 @@ class ApiServer:
             grace = (deleted.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         return grace
 
-    def subresource(self, rt: ResourceType, target: ResourcePath, request: Request) -> Response:
+    def subresource(self, rt: ResourceType, target: ResourcePath, request: Request, user: User) -> Response:
         if rt.plural == "nodes" and target.name and target.subpath[0] == "proxy":
             return self.node_proxy(target.name, target.subpath[1:], request)
+        if rt.plural in scale.SCALABLE and target.name and target.namespace and target.subpath == ("scale",):
+            def admit(new: dict, old: dict, dry_run: bool) -> None:
+                if self.policies.active():
+                    self.policies.validate(AdmissionAttributes(user, "UPDATE", rt, target.namespace or "", target.name or "",
+                                                               new, old, dry_run, subresource="scale"))
+            response = scale.serve(self.store, rt, target.namespace, target.name, request, admit)
+            if request.method != "GET":
+                self.after_write(rt.plural, target.namespace)
+            return response
         raise resource_not_served()
 
     def node_proxy(self, node: str, subpath: tuple[str, ...], request: Request) -> Response:
@@ -237,6 +257,64 @@ class ApiServer:
             raise ApiError(503, "error trying to reach service: dial tcp 127.0.0.1:10250: connect: connection refused")
         forwarded = Request(request.method, "/" + "/".join(subpath), request.query, request.headers, request.body)
         return kubelet.route(forwarded)
+
+    # --- validating admission (standin/kube/vap.py) ----------------------------------------
+    # After authorization, mutating admission, defaults and the store's validation; before the write
+    # (genericregistry.Store: createValidation after rest.BeforeCreate, updateValidation inside
+    # GuaranteedUpdate's retry, deleteValidation re-run when the object changed). Without any
+    # ValidatingAdmissionPolicy stored, writes go straight to the store.
+
+    def admission(self, user: User, operation: str, rt: ResourceType, namespace: str | None, name: str,
+                  obj: dict | None, old: dict | None, dry_run: bool) -> None:
+        where = name if rt.plural == "namespaces" else namespace  # a Namespace's request.namespace is its name
+        self.policies.validate(AdmissionAttributes(user, operation, rt, where or "", name, obj, old, dry_run))
+
+    def create_admitted(self, rt: ResourceType, namespace: str | None, body: dict, dry_run: bool, user: User) -> dict:
+        if not self.policies.active():
+            return self.store.create(rt, namespace, body, dry_run=dry_run)
+        candidate = self.store.create(rt, namespace, body, dry_run=True)
+        name = (body.get("metadata") or {}).get("name") or ""
+        self.admission(user, "CREATE", rt, namespace, name, candidate, None, dry_run)
+        return candidate if dry_run else self.store.create(rt, namespace, candidate)
+
+    def update_admitted(self, rt: ResourceType, namespace: str | None, name: str, write, dry_run: bool,
+                        user: User) -> dict:
+        """`write(dry_run)` is the store's PUT or PATCH; the object it would store is admitted against
+        the stored one, then stored only if nothing was written in between (else tried again)."""
+        if not self.policies.active():
+            return write(dry_run)
+        for attempt in range(3):
+            old = self.store.get(rt, namespace, name)
+            new = write(True)
+            self.admission(user, "UPDATE", rt, namespace, name, new, old, dry_run)
+            if dry_run:
+                return new
+            if new["metadata"].get("resourceVersion") == old["metadata"]["resourceVersion"]:
+                try:
+                    return self.store.update(rt, namespace, name, new)
+                except ApiError as error:
+                    if error.code != 409 or attempt == 2:
+                        raise
+        raise ApiError(409, f'Operation cannot be fulfilled on {rt.qualified} "{name}": the object has been '
+                       "modified; please apply your changes to the latest version and try again",
+                       details=rt.details(name))
+
+    def delete_admitted(self, rt: ResourceType, namespace: str | None, name: str, preconditions: dict | None,
+                        dry_run: bool, user: User) -> dict:
+        if not self.policies.active():
+            return self.store.delete(rt, namespace, name, preconditions, dry_run)
+        for attempt in range(3):
+            current = self.store.get(rt, namespace, name)
+            self.admission(user, "DELETE", rt, namespace, name, None, current, dry_run)
+            pinned = {"resourceVersion": current["metadata"]["resourceVersion"], **(preconditions or {})}
+            try:
+                return self.store.delete(rt, namespace, name, pinned, dry_run)
+            except ApiError as error:
+                changed = (self.store.find(rt, namespace, name) or {}).get("metadata", {}).get("resourceVersion")
+                if error.code != 409 or (preconditions or {}).get("resourceVersion") or attempt == 2 \
+                        or changed == current["metadata"]["resourceVersion"]:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- bodies and options ------------------------------------------------------------------
 
@@ -312,6 +390,12 @@ class ApiServer:
             }
             for rt in self.store.types.values()
             if (rt.group, rt.version) == (group, version)
+        ]
+        resources += [
+            {"name": f"{rt.plural}/scale", "singularName": "", "namespaced": True, "group": "autoscaling", "version": "v1",
+             "kind": "Scale", "verbs": ["get", "patch", "update"]}
+            for rt in self.store.types.values()
+            if (rt.group, rt.version) == (group, version) and rt.plural in scale.SCALABLE
         ]
         if not group:
             resources.append(

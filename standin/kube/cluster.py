@@ -20,9 +20,9 @@ from standin.kube.manifests import node_addresses, node_manifest, owner_referenc
 from standin.kube.pki import KubeletPki, publish_root_ca, write_private
 from standin.kube.podstart import Kubelet as PodStarter
 from standin.kube.podstart import PodStart
-from standin.kube.resources import ResourceType
+from standin.kube.resources import ADMIN_NETWORK_POLICY, ResourceType
 from standin.kube.serving import Server
-from standin.kube.stamps import hex64
+from standin.kube.stamps import hex64, timestamp
 from standin.kube.store import Store
 
 
@@ -191,8 +191,11 @@ class FakeKube:
             self._after_write(rt.plural, namespace)
         return out
 
-    def apply_build(self, build_dir: str | Path, folders: tuple[str, ...] = ("namespaces", "rbac")) -> list[dict]:
-        """Apply the generated objects of build/ that the stand-in serves (namespaces, RBAC)."""
+    def apply_build(
+        self, build_dir: str | Path, folders: tuple[str, ...] = ("namespaces", "rbac", "admission")
+    ) -> list[dict]:
+        """Apply the generated objects of build/ that the stand-in serves (namespaces, RBAC, and the
+        ValidatingAdmissionPolicies the API server then evaluates on every write, as a real install has)."""
         objects = []
         for folder in folders:
             for path in sorted((Path(build_dir) / folder).glob("*.yaml")):
@@ -237,11 +240,13 @@ class FakeKube:
         containers: list[dict] | None = None,
         labels: dict | None = None,
         owner: dict | None = None,
+        host_network: bool = False,
     ) -> dict:
         """A Running pod on `node`; each container {"name", "image", "id"?} gets a containerd id.
 
         `"tcp_established": True` in a container: its processes hold an established TCP
-        connection (a reverse shell), which CRIU refuses to dump unless the node allows it."""
+        connection (a reverse shell), which CRIU refuses to dump unless the node allows it.
+        `host_network`: spec.hostNetwork true (the pod shares its node's network namespace)."""
         given = containers or [{"name": "app", "image": "nginx:1.27"}]
         connected = [c["name"] for c in given if c.get("tcp_established")]
         containers = [self._container(c) for c in given]
@@ -250,7 +255,8 @@ class FakeKube:
         ip = next(self._ips)
         runtime = self._nodes[node].runtime if node in self._nodes else "containerd"
         manifest = pod_manifest(
-            namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}", runtime
+            namespace, name, node, containers, labels or {}, owner, f"10.244.{ip // 250}.{ip % 250 + 1}", runtime,
+            host_network=host_network,
         )
         created = self.create("pods", manifest)
         for container in connected:
@@ -312,6 +318,11 @@ class FakeKube:
             ResourceType(group, version, plural, kind, namespaced, builtin=False, unconditional_update=False)
         )
 
+    def serve_admin_network_policies(self) -> None:
+        """Install network-policy-api's AdminNetworkPolicy CRD: the API server serves it from now on
+        (validated as its OpenAPI schema says, standin.kube.validation); before, a request is a 404."""
+        self.store.register(ADMIN_NETWORK_POLICY)
+
     def get(self, plural: str, namespace: str | None, name: str) -> dict | None:
         return self.store.find(self._type(plural), namespace, name)
 
@@ -330,6 +341,51 @@ class FakeKube:
 
     def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
         self._pods.set_phase(namespace, name, phase)
+
+    def restart_container(self, namespace: str, pod: str, container: str) -> str:
+        """The container's PID 1 died (killed: exit 137) and the kubelet started a new container
+        in its place: a new containerID, restartCount + 1, lastState.terminated naming the old id
+        (pkg/kubelet/kuberuntime/kuberuntime_container.go, the status the kubelet converts). The
+        new container holds no TCP connection of the old one. Returns the new full id."""
+        found = self.get("pods", namespace, pod)
+        if found is None:
+            raise KeyError(f"no pod {namespace}/{pod}")
+        status = found.get("status") or {}
+        entry = next((s for s in status.get("containerStatuses") or [] if s.get("name") == container), None)
+        if entry is None:
+            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        runtime, _, old_id = entry["containerID"].partition("://")
+        new_id, now = hex64(), timestamp()
+        entry["lastState"] = {
+            "terminated": {
+                "exitCode": 137,
+                "reason": "Error",
+                "startedAt": ((entry.get("state") or {}).get("running") or {}).get("startedAt") or now,
+                "finishedAt": now,
+                "containerID": entry["containerID"],
+            }
+        }
+        entry.update(containerID=f"{runtime}://{new_id}", restartCount=int(entry.get("restartCount") or 0) + 1,
+                     state={"running": {"startedAt": now}}, ready=True, started=True)  # fmt: skip
+        self.store.put_status(self._type("pods"), namespace, pod, status)
+        node = (found.get("spec") or {}).get("nodeName")
+        if node in self._nodes:
+            self._nodes[node].connected.discard(old_id)
+        return new_id
+
+    def replace_pod(self, namespace: str, name: str) -> dict:
+        """The pod was deleted and its controller made a new one with the same name (a StatefulSet
+        does; a bare pod re-applied does): same node, containers, labels and owner, a new UID and
+        new container ids. Returns the new pod."""
+        old = self.get("pods", namespace, name)
+        if old is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        self.delete("pods", namespace, name)
+        meta, spec = old["metadata"], old.get("spec") or {}
+        refs = meta.get("ownerReferences") or []
+        owner = {k: refs[0][k] for k in ("apiVersion", "kind", "name", "uid")} if refs else None
+        containers = [{"name": c["name"], "image": c.get("image", "nginx:1.27")} for c in spec.get("containers") or []]
+        return self.add_pod(namespace, name, spec.get("nodeName"), containers, meta.get("labels"), owner)
 
     def _host_paths(self, node: str) -> dict[str, Path]:
         return {KUBELET_CHECKPOINT_DIR: self._node(node).checkpoint_dir}

@@ -55,6 +55,7 @@ DEFAULTERS: dict[str, Callable[[dict], None]] = {
     "NetworkPolicy": _default_network_policy,
     "ReplicaSet": _default_replicas,
     "Deployment": _default_replicas,
+    "StatefulSet": _default_replicas,
     "Service": _default_service,
 }
 

@@ -144,8 +144,9 @@ class NodeState:
     connections; neither CRI-O nor containerd's CRI asks for it otherwise. `connected` holds the
     ids of containers whose processes hold an established TCP connection (a reverse shell).
     `runtime` is the CRI runtime (CONTAINER_RUNTIMES), both with runc: it decides the text of the
-    runtime's refusals only; the archive is containerd's layout either way (archive.py; CRI-O's
-    layout is later work).
+    runtime's refusals and the archive's member order and identity metadata (archive.py: config.dump,
+    spec.dump annotations, containerd's status.dump); the rest of CRI-O's layout (deleted.files,
+    bind.mounts) is later work.
     """
 
     name: str
@@ -258,6 +259,6 @@ class Kubelet:
     def _write(self, pod: dict, container: str) -> str:
         moment = dt.datetime.now().astimezone().replace(microsecond=0)
         name = checkpoint_file_name(pod["metadata"]["name"], pod["metadata"]["namespace"], container, moment)
-        members = checkpoint_members(pod, container, moment)
+        members = checkpoint_members(pod, container, moment, self.node.runtime)
         write_checkpoint_archive(self.node.checkpoint_dir / name, members, self.node.padding, moment.timestamp())
         return name

@@ -63,9 +63,15 @@ def pod_manifest(
     owner: dict | None,
     pod_ip: str,
     runtime: str = "containerd",
+    host_network: bool = False,
 ) -> dict:
-    """A scheduled, running pod with the status fields the steps read (container ids, images)."""
+    """A scheduled, running pod with the status fields the steps read (container ids, images).
+
+    `host_network`: spec.hostNetwork true, and then the pod's IP is its node's (the kubelet reports
+    status.podIPs from the host's addresses for a host-network pod)."""
     started = timestamp()
+    if host_network:
+        pod_ip = "127.0.0.1"  # the stand-in nodes' InternalIP (node_addresses)
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
     if owner:
         metadata["ownerReferences"] = [owner_reference(owner)]
@@ -76,6 +82,7 @@ def pod_manifest(
         "spec": {
             "nodeName": node,
             "containers": [{"name": c["name"], "image": c["image"]} for c in containers],
+            **({"hostNetwork": True} if host_network else {}),
         },
         "status": {
             "phase": "Running",

@@ -84,6 +84,10 @@ RESOURCE_TYPES = (
     ),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", has_status=True),
     ResourceType("apps", "v1", "deployments", "Deployment", has_status=True),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", has_status=True),  # scale: standin/kube/scale.py
+    # Stored, not enforced: no quota admission or LimitRanger defaulting (engine/blast_radius.py generates them)
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", has_status=True),
+    ResourceType("", "v1", "limitranges", "LimitRange"),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", name_rule="path"),
@@ -91,6 +95,15 @@ RESOURCE_TYPES = (
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False, name_rule="path"),
     ResourceType(
         "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False, name_rule="path"
+    ),
+    # ValidatingAdmissionPolicy (standin/kube/vap.py evaluates them on every write)
+    ResourceType(
+        "admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy",
+        namespaced=False, has_status=True,
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding",
+        namespaced=False,
     ),
     ResourceType("argoproj.io", "v1alpha1", "workflows", "Workflow", builtin=False, unconditional_update=False),
     ResourceType(
@@ -110,3 +123,11 @@ OWNER_API_VERSIONS = {
     "CronJob": "batch/v1",
     "Workflow": "argoproj.io/v1alpha1",
 }
+
+# AdminNetworkPolicy (policy.networking.k8s.io/v1alpha1, kubernetes-sigs/network-policy-api): a CRD,
+# cluster-scoped with a status subresource (apis/v1alpha1/adminnetworkpolicy_types.go kubebuilder
+# markers). Not served until installed: FakeKube.serve_admin_network_policies().
+ADMIN_NETWORK_POLICY = ResourceType(
+    "policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies", "AdminNetworkPolicy",
+    namespaced=False, builtin=False, has_status=True, unconditional_update=False,
+)

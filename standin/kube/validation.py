@@ -122,9 +122,116 @@ def _network_policy_causes(obj: dict) -> list[Cause]:
     ]
 
 
+# --- AdminNetworkPolicy: the CRD's OpenAPI schema and CEL rules (network-policy-api apis/v1alpha1
+# adminnetworkpolicy_types.go and shared_types.go kubebuilder markers), for the fields it defines.
+
+_ANP_ACTIONS = ("Allow", "Deny", "Pass")
+_ANP_INGRESS_PEERS = ("namespaces", "pods")
+_ANP_EGRESS_PEERS = ("namespaces", "pods", "nodes", "networks", "domainNames")
+
+
+def _one_of(obj: Any, path: str, allowed: tuple[str, ...]) -> list[Cause]:
+    """MinProperties=1, MaxProperties=1 over the listed optional fields."""
+    if not isinstance(obj, dict):
+        return [Cause(path, "must be an object", value=obj)]
+    set_ = [k for k in obj if k in allowed]
+    if len(obj) > 1:
+        return [Cause(path, f"{path} in body should have at most 1 properties", value=len(obj))]
+    if not set_:
+        return [Cause(path, f"{path} in body should have at least 1 properties", value=len(obj))]
+    return []
+
+
+def _list_causes(value: Any, path: str, low: int, high: int) -> list[Cause]:
+    if not isinstance(value, list):
+        return [Cause(path, "must be an array", value=value)]
+    if len(value) < low:
+        return [Cause(path, f"{path} in body should have at least {low} items", value=len(value))]
+    if len(value) > high:
+        return [Cause(path, f"must have at most {high} items", value=len(value))]
+    return []
+
+
+def _namespaced_pod(pods: Any, path: str) -> list[Cause]:
+    if not isinstance(pods, dict):
+        return [Cause(path, "must be an object", value=pods)]
+    return [Cause(f"{path}.{key}", "", kind="required") for key in ("namespaceSelector", "podSelector") if key not in pods]
+
+
+def _anp_rule_causes(rule: Any, path: str, peers_key: str, peer_kinds: tuple[str, ...]) -> list[Cause]:
+    if not isinstance(rule, dict):
+        return [Cause(path, "must be an object", value=rule)]
+    causes = []
+    if "action" not in rule:
+        causes.append(Cause(f"{path}.action", "", kind="required"))
+    elif rule["action"] not in _ANP_ACTIONS:
+        causes.append(Cause(f"{path}.action", 'supported values: "Allow", "Deny", "Pass"', value=rule["action"]))
+    if len(str(rule.get("name", ""))) > 100:
+        causes.append(Cause(f"{path}.name", "may not be longer than 100", value=rule["name"]))
+    if peers_key not in rule:
+        causes.append(Cause(f"{path}.{peers_key}", "", kind="required"))
+        return causes
+    listed = _list_causes(rule[peers_key], f"{path}.{peers_key}", 1, 100)
+    if listed:
+        return causes + listed
+    for i, peer in enumerate(rule[peers_key]):
+        where = f"{path}.{peers_key}[{i}]"
+        problems = _one_of(peer, where, peer_kinds)
+        if problems:
+            causes += problems
+            continue
+        if "pods" in peer:
+            causes += _namespaced_pod(peer["pods"], f"{where}.pods")
+        if "networks" in peer:
+            networks = peer["networks"]
+            causes += _list_causes(networks, f"{where}.networks", 1, 25)
+            for j, cidr in enumerate(networks if isinstance(networks, list) else []):
+                text = str(cidr)
+                if len(text) > 43:
+                    causes.append(Cause(f"{where}.networks[{j}]", "may not be longer than 43", value=cidr))
+                elif (":" in text) == ("." in text):  # x-kubernetes-validations on type CIDR
+                    causes.append(Cause(f"{where}.networks[{j}]", "CIDR must be either an IPv4 or IPv6 address. "
+                                        "IPv4 address embedded in IPv6 addresses are not supported", value=cidr))
+    return causes
+
+
+def _admin_network_policy_causes(obj: dict) -> list[Cause]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [Cause("spec", "", kind="required")]
+    causes = []
+    priority = spec.get("priority")
+    if priority is None:
+        causes.append(Cause("spec.priority", "", kind="required"))
+    elif not isinstance(priority, int) or isinstance(priority, bool):
+        causes.append(Cause("spec.priority", 'spec.priority in body must be of type integer: "' + type(priority).__name__ + '"', value=priority))
+    elif priority < 0:
+        causes.append(Cause("spec.priority", "spec.priority in body should be greater than or equal to 0", value=priority))
+    elif priority > 1000:
+        causes.append(Cause("spec.priority", "spec.priority in body should be less than or equal to 1000", value=priority))
+    if "subject" not in spec:
+        causes.append(Cause("spec.subject", "", kind="required"))
+    else:
+        problems = _one_of(spec["subject"], "spec.subject", ("namespaces", "pods"))
+        causes += problems
+        if not problems and "pods" in spec["subject"]:
+            causes += _namespaced_pod(spec["subject"]["pods"], "spec.subject.pods")
+    for key, peers_key, kinds in (("ingress", "from", _ANP_INGRESS_PEERS), ("egress", "to", _ANP_EGRESS_PEERS)):
+        if key not in spec:
+            continue
+        listed = _list_causes(spec[key], f"spec.{key}", 0, 100)
+        if listed:
+            causes += listed
+            continue
+        for i, rule in enumerate(spec[key]):
+            causes += _anp_rule_causes(rule, f"spec.{key}[{i}]", peers_key, kinds)
+    return causes
+
+
 KIND_VALIDATORS: dict[str, Callable[[dict], list[Cause]]] = {
     "Pod": _pod_causes,
     "NetworkPolicy": _network_policy_causes,
+    "AdminNetworkPolicy": _admin_network_policy_causes,
 }
 
 
@@ -136,7 +243,9 @@ def invalid(rt: ResourceType, name: str, causes: list[Cause]) -> ApiError:
         details["group"] = rt.group
     details["kind"] = rt.kind
     details["causes"] = [{"reason": c.reason(), "message": c.message(), "field": c.field} for c in causes]
-    return ApiError(422, f'{rt.kind} "{name}" is invalid: {summary}', details=details)
+    # a custom resource is named with its group (apiextensions-apiserver's strategy: Kind.group)
+    title = rt.kind if rt.builtin else f"{rt.kind}.{rt.group}"
+    return ApiError(422, f'{title} "{name}" is invalid: {summary}', details=details)
 
 
 def validate(rt: ResourceType, obj: dict) -> None:

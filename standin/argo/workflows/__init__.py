@@ -13,6 +13,7 @@ anything else. One concern a module:
 - executor: that Pod's life in the stand-in cluster: started by the kubelet (FakeKube.start_pod),
   argoexec init, main as a subprocess, argoexec wait reporting a WorkflowTaskResult;
 - retries: retryStrategy (limit, retryPolicy, expression on lastRetry, Go durations, backoff);
+- sync: workflow-level mutexes and ConfigMap semaphores (a Workflow waits Pending, queued);
 - runner: LocalRunner, tying them together and keeping the Workflow object in the API current.
 
 Every public name is re-exported here.

@@ -4,7 +4,8 @@ controller (workflow/controller/operator.go) and executor do, for the fields our
 Arguments merged over the WorkflowTemplate's (required values, enums); the DAG (scheduling);
 substitution (templating); each attempt a Pod the controller creates in the stand-in API (pods)
 and the stand-in cluster starts and runs (executor); retryStrategy (retries); activeDeadlineSeconds
-(template and workflow); the onExit handler with `workflow.status`; the workflow mutex (in process).
+(template and workflow); the onExit handler with `workflow.status`; workflow-level mutexes and
+semaphores (sync: Pending while waiting, as Argo's lock manager).
 The Workflow object in the API is updated as it runs (status.phase, status.nodes with phase, type,
 templateName, displayName, inputs/outputs parameters, startedAt/finishedAt, message), because the
 report step reads it. Not modelled: resources and security contexts (steps run as local
@@ -41,7 +42,8 @@ from standin.argo.workflows.model import (
 from standin.argo.workflows.executor import PodRun, Timing, WORKFLOW_DEADLINE
 from standin.argo.workflows.pods import PodRefused, WorkflowContext, build_pod, token_secret_name
 from standin.argo.workflows.retries import RetryStrategy
-from standin.argo.workflows.scheduling import Dag
+from standin.argo.workflows.sync import Item, LockManager, SyncError, configmap_limit, items as sync_items
+from standin.argo.workflows.scheduling import Dag, should_execute
 from standin.argo.workflows.templating import substitute
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflows"
@@ -49,8 +51,11 @@ GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "workflows"
 
 # --- the runner -------------------------------------------------------------------------------------
 
-_MUTEXES: dict[str, threading.Lock] = {}
-_MUTEXES_LOCK = threading.Lock()
+
+def _sync_patch(status: dict) -> dict:
+    """status.synchronization as a merge patch: what the status no longer has is removed."""
+    return {kind: ({"holding": None, "waiting": None, **status[kind]} if kind in status else None)
+            for kind in ("semaphore", "mutex")}
 
 
 class LocalRunner:
@@ -253,20 +258,22 @@ class _Run:
             "workflow.uid": meta.get("uid", ""),
             "workflow.serviceAccountName": tspec.get("serviceAccountName", "default"),
         })
-        deadline_seconds = self.r.active_deadline_seconds or tspec.get("activeDeadlineSeconds")
-        if deadline_seconds:
-            self.deadline = started + float(deadline_seconds)  # getWorkflowDeadline: startedAt + activeDeadlineSeconds
-        self.wfctx = WorkflowContext(meta["name"], meta.get("namespace", self.namespace), meta.get("uid", ""),
-                                     tspec, self.deadline)
         labels = dict(((tspec.get("workflowMetadata") or {}).get("labels")) or {})
         labels["workflows.argoproj.io/phase"] = "Running"
         annotations = dict(((tspec.get("workflowMetadata") or {}).get("annotations")) or {})
-        mutex = self.acquire_mutex(tspec)
         self.root = node_id(self.name, self.name)
         entry = tspec.get("entrypoint")
         if entry not in self.templates:
-            self.release_mutex(mutex)
             return self.fail_early(wf, started, f"entrypoint template {entry!r} not found")
+        try:
+            locks = self.acquire_locks(tspec, wf)  # operator.go: workflow-level locks before markWorkflowRunning
+        except SyncError as exc:
+            return self.fail_sync(wf, started, exc)
+        deadline_seconds = self.r.active_deadline_seconds or tspec.get("activeDeadlineSeconds")
+        if deadline_seconds:  # getWorkflowDeadline: startedAt (once running) + activeDeadlineSeconds
+            self.deadline = time.time() + float(deadline_seconds)
+        self.wfctx = WorkflowContext(meta["name"], meta.get("namespace", self.namespace), meta.get("uid", ""),
+                                     tspec, self.deadline)
         with self.lock:
             self.nodes[self.root] = {
                 "id": self.root, "name": self.name, "displayName": self.name, "type": "DAG",
@@ -275,13 +282,14 @@ class _Run:
         patch: dict[str, Any] = {"metadata": {"labels": labels}, "status": {"phase": "Running", "startedAt": _now(), "nodes": self.nodes}}
         if annotations:
             patch["metadata"]["annotations"] = annotations
-        if mutex:
-            patch["status"]["synchronization"] = {"mutex": {"holding": [{"mutex": f"{self.namespace}/Mutex/{mutex[0]}", "holder": self.name}]}}
+        if locks:
+            patch["status"]["message"] = None
+            patch["status"]["synchronization"] = _sync_patch(locks[2])
         self.r._patch(self.namespace, self.name, patch)
         try:
             dag_phase, dag_message = self.run_dag(self.templates[entry])
         except (Unsupported, WorkflowError) as exc:
-            self.release_mutex(mutex)
+            self.release_locks(locks)
             self.r._patch(self.namespace, self.name, {
                 "metadata": {"labels": {"workflows.argoproj.io/phase": "Error", "workflows.argoproj.io/completed": "true"}},
                 "status": {"phase": "Error", "message": str(exc), "finishedAt": _now(), "nodes": self.nodes},
@@ -294,7 +302,7 @@ class _Run:
             self.exit_run = self.run_exit_handler(on_exit, phase)
             if self.exit_run.phase in ("Failed", "Error") and phase == "Succeeded":
                 phase, message = "Failed", f"exit handler failed: {self.exit_run.message}"
-        self.release_mutex(mutex)
+        self.release_locks(locks)
         finished = {
             "phase": phase, "finishedAt": _now(), "progress": self.progress(),
             "message": message or None, "synchronization": None,
@@ -319,26 +327,44 @@ class _Run:
         done = [n for n in pods if n.get("phase") == "Succeeded"]
         return f"{len(done)}/{len(pods)}"
 
-    def acquire_mutex(self, tspec: dict) -> tuple[str, threading.Lock] | None:
+    def acquire_locks(self, tspec: dict, wf: dict) -> tuple[LockManager, list[Item], dict] | None:
+        """TryAcquire until every workflow-level lock is held (standin/argo/workflows/sync.py); while
+        waiting the Workflow is Pending with Argo's message and status.synchronization."""
         sync = tspec.get("synchronization")
         if not sync:
             return None
-        _only(sync, {"mutexes", "mutex"}, "spec.synchronization")
-        mutexes = sync.get("mutexes") or ([sync["mutex"]] if sync.get("mutex") else [])
-        if len(mutexes) != 1:
-            raise Unsupported("spec.synchronization with other than one mutex")
-        _only(mutexes[0], {"name"}, "spec.synchronization.mutexes[0]")
-        name = substitute(mutexes[0]["name"], self.globals, "spec.synchronization")
-        key = f"{self.namespace}/Mutex/{name}"
-        with _MUTEXES_LOCK:
-            lock = _MUTEXES.setdefault(key, threading.Lock())
-        lock.acquire()
-        return name, lock
+        wanted = sync_items(sync, self.namespace, self.globals)
+        manager = LockManager.of(self.r.kube, configmap_limit(self.r.core_api()))
+        holder = f"{self.namespace}/{self.name}"  # getHolderKey(wf, "")
+        created = str(wf["metadata"].get("creationTimestamp") or "")
 
-    @staticmethod
-    def release_mutex(mutex: tuple[str, threading.Lock] | None) -> None:
-        if mutex:
-            mutex[1].release()
+        def waiting(message: str, status: dict) -> None:  # markWorkflowPhase(Pending, msg)
+            self.r._patch(self.namespace, self.name, {
+                "metadata": {"labels": {"workflows.argoproj.io/phase": "Pending"}},
+                "status": {"phase": "Pending", "message": message, "synchronization": _sync_patch(status)},
+            })
+
+        try:
+            status = manager.acquire(holder, 0, created, wanted, waiting, self.r.pending_limit)
+        except SyncError:
+            manager.release(holder, wanted)
+            raise
+        return manager, wanted, status
+
+    def release_locks(self, locks: tuple[LockManager, list[Item], dict] | None) -> None:
+        if locks:
+            locks[0].release(f"{self.namespace}/{self.name}", locks[1])
+
+    def fail_sync(self, wf: dict, started: float, exc: SyncError) -> RunResult:
+        """markWorkflowFailed("Failed to acquire the synchronization lock. ..."): no node, no exit handler."""
+        message = f"Failed to acquire the synchronization lock. {exc}"
+        self.r._patch(self.namespace, self.name, {
+            "metadata": {"labels": {"workflows.argoproj.io/phase": "Failed", "workflows.argoproj.io/completed": "true"}},
+            "status": {"phase": "Failed", "message": message, "startedAt": _now(), "finishedAt": _now(),
+                       "synchronization": None},
+        })
+        return RunResult(self.name, self.namespace, "Failed", message, [], None, self.r._get(self.namespace, self.name),
+                         time.time() - started)
 
     def merge_arguments(self, tspec: dict, spec: dict) -> dict[str, str]:
         given = {}
@@ -365,6 +391,7 @@ class _Run:
 
     def run_dag(self, template: dict) -> tuple[str, str]:
         dag = Dag.parse(template, self.templates)
+        self.dag = dag
         self.task_order = list(dag.order)
         for name in dag.order:
             self.tasks[name] = TaskRun(name, dag.tasks[name]["template"])
@@ -420,14 +447,35 @@ class _Run:
         run = self.tasks[name]
         nid = node_id(self.name, f"{self.name}.{name}")
         scope = dict(self.globals)
-        for other, other_run in self.tasks.items():
+        # dag.go buildLocalScopeFromTask: every ancestor's outputs, whatever its phase (a failed pod's
+        # outputs are saved by argoexec's PostMain too; a Retry node's are its last attempt's).
+        for other in self.dag.ancestors(name):
             if phases.get(other) is None:
                 continue
-            if other_run.phase != "Succeeded":
-                continue  # Argo cannot resolve outputs of a task that did not succeed
-            for key, value in other_run.outputs.items():
+            for key, value in self.tasks[other].outputs.items():
                 scope[f"tasks.{other}.outputs.parameters.{key}"] = value
         where = f"task {name}"
+        if task.get("when"):
+            # resolveDependencyReferences: `when` is substituted and evaluated before anything else
+            try:
+                when = substitute(task["when"], scope, f"{where}.when")
+                proceed = should_execute(when)
+            except WorkflowError as exc:
+                run.phase, run.message = "Error", str(exc)
+                run.started = run.finished = time.time()
+                self.set_node(nid, name=f"{self.name}.{name}", displayName=name, type="Skipped",
+                              templateName=task["template"], boundaryID=self.root, phase="Error", message=str(exc),
+                              startedAt=_now(), finishedAt=_now())
+                self._notify(run)
+                return "Error"
+            if not proceed:
+                run.phase, run.message = "Skipped", f"when '{when}' evaluated false"
+                run.started = run.finished = time.time()
+                self.set_node(nid, name=f"{self.name}.{name}", displayName=name, type="Skipped",
+                              templateName=task["template"], boundaryID=self.root, phase="Skipped",
+                              message=run.message, startedAt=_now(), finishedAt=_now())
+                self._notify(run)
+                return "Skipped"
         try:
             args = {}
             for p in ((task.get("arguments") or {}).get("parameters")) or []:
@@ -509,7 +557,9 @@ class _Run:
         if attempt.phase == "Succeeded":
             run.message = ""
         run.finished = time.time()
-        outputs = self.node_outputs(template, attempt) if attempt.phase == "Succeeded" else None
+        # operator.go executeTemplate: "If retry node has completed, set the output of the last child
+        # node to its output", whatever its phase.
+        outputs = self.node_outputs(template, attempt)
         self.set_node(nid, phase=run.phase, finishedAt=_now(), message=run.message or None, outputs=outputs)
         self._notify(run)
         return run.phase

@@ -1,15 +1,18 @@
-"""The DAG: which task may start, `depends` expressions, and the DAG's phase from its leaves.
+"""The DAG: which task may start, `depends` expressions, `when`, and the DAG's phase from its leaves.
 
 Follows workflow/controller/dag.go (assessDAGPhase, the depends logic) and
 workflow/common/ancestry.go (the depends grammar: `X`, `X.Succeeded|Failed|Errored|Skipped|
 Omitted|Daemoned`, `&&`, `||`, `!`, parentheses). `AnySucceeded`/`AllFailed` need withItems and
-are refused.
+are refused. `when` (steps.go shouldExecute) is govaluate after substitution, with every bare
+word read as a string; only one comparison (`==`, `!=`) of strings, numbers and booleans, or a
+lone boolean, is evaluated here, anything else is refused.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from standin.argo.workflows.model import DAG_TASK_FIELDS, Unsupported, WorkflowError, only
 
@@ -96,6 +99,71 @@ def eval_depends(expr: str, phases: dict[str, str]) -> bool:
     return result
 
 
+def _when_tokens(expr: str) -> list[tuple[str, Any]]:
+    """govaluate's lexer (parsing.go readToken) for the token kinds `should_execute` evaluates."""
+    tokens: list[tuple[str, Any]] = []
+    pos = 0
+    while pos < len(expr):
+        ch = expr[pos]
+        if ch.isspace():
+            pos += 1
+        elif ch.isdigit() or ch == ".":
+            end = pos
+            while end < len(expr) and (expr[end].isdigit() or expr[end] == "."):
+                end += 1
+            try:
+                tokens.append(("value", float(expr[pos:end])))
+            except ValueError:
+                raise WorkflowError(f"Invalid 'when' expression '{expr}': Unable to parse numeric value '{expr[pos:end]}' to float64") from None
+            pos = end
+        elif ch.isalpha():
+            end = pos
+            while end < len(expr) and (expr[end].isalnum() or expr[end] == "_"):
+                end += 1
+            word = expr[pos:end]
+            if word in ("in", "IN"):
+                raise Unsupported(f"when expression {expr!r}: operator 'in'")
+            # a VARIABLE token: Argo's shouldExecute turns every variable into a string
+            tokens.append(("value", {"true": True, "false": False}.get(word, word)))
+            pos = end
+        elif ch in "'\"":
+            out, end = [], pos + 1
+            while end < len(expr) and expr[end] not in "'\"":  # either quote ends it (isNotQuote)
+                if expr[end] == "\\" and end + 1 < len(expr):
+                    end += 1
+                out.append(expr[end])
+                end += 1
+            if end >= len(expr):
+                raise WorkflowError(f"Invalid 'when' expression '{expr}': Unclosed string literal")
+            tokens.append(("value", "".join(out)))
+            pos = end + 1
+        else:
+            end = pos
+            while end < len(expr) and not (expr[end].isalnum() or expr[end] in "()'\"" or expr[end].isspace()):
+                end += 1
+            op = expr[pos:end] or ch
+            if op not in ("==", "!="):
+                raise Unsupported(f"when expression {expr!r}: {op!r} (only one ==/!= comparison is evaluated locally)")
+            tokens.append(("op", op))
+            pos = max(end, pos + 1)
+    return tokens
+
+
+def should_execute(expr: str) -> bool:
+    """steps.go shouldExecute on an already substituted `when`: "" runs; `a == b` compares with
+    govaluate's equality (reflect.DeepEqual: a string never equals a number or a boolean)."""
+    if not expr.strip():
+        return True
+    tokens = _when_tokens(expr)
+    if len(tokens) == 1 and tokens[0][0] == "value" and isinstance(tokens[0][1], bool):
+        return tokens[0][1]
+    if len(tokens) != 3 or [t[0] for t in tokens] != ["value", "op", "value"]:
+        raise Unsupported(f"when expression {expr!r}: only `<value> == <value>`, `!=`, or a boolean is evaluated locally")
+    left, op, right = tokens[0][1], tokens[1][1], tokens[2][1]
+    equal = type(left) is type(right) and left == right
+    return equal if op == "==" else not equal
+
+
 @dataclass
 class Dag:
     """A dag template's tasks in declaration order, with their parents and children."""
@@ -138,20 +206,33 @@ class Dag:
         return [n for n in self.order if n not in phases and n not in running
                 and all(p in phases for p in self.parents[n])]
 
+    def ancestors(self, name: str) -> list[str]:
+        """Every task `name` depends on, directly or not (common.GetTaskAncestry): the tasks whose
+        outputs its arguments and `when` may read."""
+        seen: list[str] = []
+        todo = list(self.parents[name])
+        while todo:
+            task = todo.pop()
+            if task not in seen:
+                seen.append(task)
+                todo += self.parents[task]
+        return seen
+
     def condition_holds(self, name: str, phases: dict[str, str]) -> bool:
         """The task's `depends` (or `dependencies`, read as `a && b`) on its parents' phases."""
         condition = self.tasks[name].get("depends") or " && ".join(self.parents[name])
         return eval_depends(condition, phases) if condition else True
 
     def assess(self, phases: dict[str, str], messages: dict[str, str]) -> tuple[str, str]:
-        """Argo's assessDAGPhase: leaf tasks decide; an omitted task takes its branch's phase."""
+        """Argo's assessDAGPhase: leaf tasks decide; an omitted or skipped task takes its branch's
+        phase (NodePhase.Completed is false for Skipped and Omitted, so they keep their parents')."""
         branch: dict[str, str] = {}
 
         def branch_phase(name: str) -> str:
             if name in branch:
                 return branch[name]
             phase = phases[name]
-            if phase == "Omitted":
+            if phase in ("Omitted", "Skipped"):
                 inherited = [branch_phase(p) for p in self.parents[name]]
                 bad = [p for p in inherited if p in ("Failed", "Error")]
                 phase = bad[0] if bad else ("Succeeded" if inherited else "Omitted")
