@@ -124,8 +124,12 @@ def parse(argv: Sequence[str] | None):
     args.image_id = optional(common.matching(IMAGE, "an image id"), "image-id", args.image_id)
     args.rule = rule_name("rule", args.rule)
     args.priority = common.priority("priority", args.priority)
-    args.alert_time = check_alert_time("alert-time", args.alert_time)
-    args.alert_stamp = alert_stamp(args.alert_time)
+    # Empty for a response submitted by hand without an alert (verify skips max_alert_age then):
+    # the key takes the time of the copy instead.
+    args.alert_time = optional(check_alert_time, "alert-time", args.alert_time)
+    args.alert_stamp = (
+        alert_stamp(args.alert_time) if args.alert_time else datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    )
     args.policy = common.dns_label("policy", args.policy)
     args.workflow_name = common.dns_subdomain("workflow-name", args.workflow_name)
     args.workflow_namespace = common.dns_label("workflow-namespace", args.workflow_namespace)

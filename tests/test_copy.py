@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -787,3 +788,21 @@ def test_lost_answer_to_complete_multipart_upload(s3, node, tmp_path):
     head = s3.client().head_object(Bucket=BUCKET, Key=KEY)
     assert head["ContentLength"] == len(data) and outputs(tmp_path)["version-id"] == head["VersionId"]
     assert list(node.iterdir()) == []
+
+
+def test_a_response_submitted_by_hand_without_an_alert_time_is_keyed_by_the_copy_time(s3, node, tmp_path):
+    """`argo submit ... -p alert-time=` re-runs a response for an old alert: verify skips
+    max_alert_age for it, and copy keys the evidence by the time of the copy (UTC, the same
+    YYYYMMDDTHHMMSSZ stamp), recording an empty alert time in the manifest."""
+    make_archive(node, 256 * 1024)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    result = run_copy(s3, flags(s3, node, tmp_path, alert_time=""))
+    assert result.returncode == 0, result.stderr
+    after = datetime.now(timezone.utc)
+    uri = outputs(tmp_path)["evidence-uri"]
+    stamp = re.search(r"/(\d{8}T\d{6}Z)-falco-response-0123456789abcdef/", uri).group(1)
+    taken = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert before <= taken <= after
+    manifest_key = outputs(tmp_path)["manifest-uri"].split(f"s3://{BUCKET}/", 1)[1]
+    manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+    assert manifest["alert_time"] == ""
