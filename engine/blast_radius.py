@@ -20,9 +20,12 @@ Generated here (settings.blast_radius), besides the per-owner cap the verify ste
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from engine import names
-from engine.config import Settings
+
+if TYPE_CHECKING:  # steps.owner_cap imports this module: no pydantic on a step's start-up path
+    from engine.config import Settings
 
 SEMAPHORE_CONFIGMAP = "falco-response-limits"
 SEMAPHORE_KEY = "concurrent-responses"

@@ -45,8 +45,9 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from urllib.parse import quote
 
-from engine.config import NODE_ADDRESS_TYPES
+from engine.patterns import NODE_ADDRESS_TYPES
 from steps import common
 from steps.common import Refused, StepError
 
@@ -144,7 +145,7 @@ def expected_archive(args) -> re.Pattern:
 
 def still_the_verified_container(args, api_client) -> None:
     """Refuse unless the pod's UID and the container's current containerID are verify's."""
-    from kubernetes import client
+    from steps import kube as client
 
     where = f"{args.namespace}/{args.pod}"
     core = client.CoreV1Api(api_client)
@@ -181,7 +182,7 @@ def still_the_verified_container(args, api_client) -> None:
 def kubelet_address(api_client, node_name: str, kinds: Sequence[str] = ("InternalIP", "ExternalIP", "Hostname")):
     """(host, port, address type): the node's first address of `kinds`, in that order, and the
     kubelet's port from status.daemonEndpoints (10250 when unset)."""
-    from kubernetes import client
+    from steps import kube as client
 
     core = client.CoreV1Api(api_client)
     try:
@@ -230,7 +231,7 @@ def credentials(api_client) -> tuple[dict[str, str], tuple[str, str] | None]:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SA_TOKEN):
         with open(SA_TOKEN) as handle:  # re-read: the projected token rotates
             return {"Authorization": f"Bearer {handle.read().strip()}"}, None
-    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
+    token = configuration.token()
     if token:
         return {"Authorization": token if token.lower().startswith("bearer ") else f"Bearer {token}"}, None
     if configuration.cert_file and configuration.key_file:
@@ -300,34 +301,29 @@ def tls_failure(args, shown: str, exc: BaseException) -> str:
 
 
 def via_apiserver(args, api_client) -> str:
-    from kubernetes import client
+    from steps import kube as client
 
     common.log(
         "checkpoint: warning: going through the API server's node proxy: its RBAC (nodes/proxy create) "
         "also allows exec into every pod on every node; prefer --path=kubelet"
     )
     still_the_verified_container(args, api_client)
-    resource = "/api/v1/nodes/{node}/proxy/checkpoint/{namespace}/{pod}/{container}"
     common.log(
         f"checkpoint: POST /api/v1/nodes/{args.node}/proxy/checkpoint/{args.namespace}/{args.pod}/{args.container}"
         f"?timeout={args.timeout}"
     )
 
     def attempt() -> str:
-        # connect_post_node_proxy_with_path would encode the '/' of the kubelet path and cannot
-        # pass `timeout`: build the request from its parts instead.
+        # The kubelet path after .../proxy keeps its '/'; each name is one escaped segment.
         try:
-            response = api_client.call_api(
-                resource,
+            response = api_client.request(
                 "POST",
-                path_params={"node": args.node, "namespace": args.namespace, "pod": args.pod, "container": args.container},
-                query_params=[("timeout", str(args.timeout))],
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                response_type=None,
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=(10, read_timeout(args)),
+                "/api/v1/nodes/{}/proxy/checkpoint/{}/{}/{}".format(
+                    *(quote(part, safe="") for part in (args.node, args.namespace, args.pod, args.container))
+                ),
+                query=[("timeout", str(args.timeout))],
+                headers={"Accept": "application/json"},
+                timeout=(10, read_timeout(args)),
             )
         except client.ApiException as exc:
             if exc.status == 0 and "timed out" in str(exc.reason or "").lower():

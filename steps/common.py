@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from engine.config import ALERT_TIME, DNS1123_LABEL, DNS1123_SUBDOMAIN, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES
+from engine.patterns import ALERT_TIME, DNS1123_LABEL, DNS1123_SUBDOMAIN, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES
 
 T = TypeVar("T")
 
@@ -308,16 +308,14 @@ def describe(exc: BaseException) -> str:
 
 
 def kube_api_client():
-    """An ApiClient from the pod's service account, else from $KUBECONFIG (tests, laptops)."""
-    from kubernetes import client, config
+    """An API client from the pod's service account, else from $KUBECONFIG (JSON; tests, laptops).
 
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-    else:
-        config.load_kube_config()
-    configuration = client.Configuration.get_default_copy()
-    configuration.retries = False  # our retry() decides, with backoff
-    return client.ApiClient(configuration)
+    steps.kube, not the `kubernetes` package: importing that costs more than a step's start-up
+    budget. Like the official client configured here before, it never retries: retry() decides.
+    """
+    from steps import kube
+
+    return kube.ApiClient()  # kube.ConfigError is a StepError: one line, nothing sent
 
 
 def now_rfc3339() -> str:

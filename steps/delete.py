@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from engine.config import DEFAULT_PROTECTED
+from engine.patterns import DEFAULT_PROTECTED
 from steps import common
 from steps.common import api_status, body, Refused, StepError
 from steps.common import pod_uid, protected
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"{args.namespace}/{args.pod}"
     common.log(f"delete: {'dry run: ' if args.dry_run else ''}pod {where}, grace period {args.grace_period}s")
 
-    from kubernetes import client
+    from steps import kube as client
 
     core = client.CoreV1Api(common.kube_api_client())
     result = None

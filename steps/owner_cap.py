@@ -82,7 +82,7 @@ def _owner(ref: dict, namespace: str) -> Owner:
 
 def top_owner(api, pod: dict) -> Owner | None:
     """The workload that replaces this pod: its controller, or that ReplicaSet's controller."""
-    from kubernetes import client
+    from steps import kube as client
 
     namespace = pod["metadata"]["namespace"]
     ref = _controller(pod)
@@ -149,7 +149,7 @@ def lease(args, owner: Owner, pod: dict) -> dict:
 
 def record_and_count(api, args, owner: Owner, pod: dict) -> int:
     """Create this response's Lease, then count the owner's Leases of the window (this one included)."""
-    from kubernetes import client
+    from steps import kube as client
 
     coordination = client.CoordinationV1Api(api)
     namespace, _, workflow = args.workflow.partition("/")
@@ -191,7 +191,7 @@ def _server_time(response) -> datetime:
 
 def scale_to_zero(api, owner: Owner) -> str:
     """PATCH <owner>/scale {"spec": {"replicas": 0}}: what was done, for the one-line refusal."""
-    from kubernetes import client
+    from steps import kube as client
 
     apps = client.AppsV1Api(api)
     patch = getattr(apps, f"patch_namespaced_{SCALABLE[owner.kind]}_scale")

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from engine.config import DNS1123_LABEL, DNS1123_SUBDOMAIN
+from engine.patterns import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from steps import common
 from steps.common import Refused, StepError
 

@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"{args.namespace}/{args.pod}"
     common.log(f"report: workflow {args.workflow_namespace}/{args.workflow_name} ended {args.workflow_status}, pod {where}")
 
-    from kubernetes import client
+    from steps import kube as client
 
     api = common.kube_api_client()
     core = client.CoreV1Api(api)

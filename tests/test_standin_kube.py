@@ -30,8 +30,8 @@ ARCHIVE_NAME = re.compile(r"^checkpoint-web-1_default-app-\d{4}-\d\d-\d\dT\d\d:\
 
 @pytest.fixture
 def api(kube):
-    """An ApiClient configured as steps/common.kube_api_client does (no urllib3 retries: a 429
-    with Retry-After would otherwise be retried invisibly)."""
+    """The official client, configured as the steps' own (steps/kube.py) behaves: no urllib3
+    retries (a 429 with Retry-After would otherwise be retried invisibly)."""
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=configuration)
     configuration.retries = False
@@ -712,8 +712,8 @@ def test_context_manager_stops_servers(tmp_path):
 
 def test_step_env_reaches_the_standin_from_a_subprocess(kube, step_env, web):
     code = (
-        "from kubernetes import client; from steps.common import kube_api_client; "
-        "print(client.CoreV1Api(kube_api_client()).read_namespaced_pod('web-1', 'default').metadata.name)"
+        "from steps import kube; from steps.common import body, kube_api_client; "
+        "print(body(kube.CoreV1Api(kube_api_client()).read_namespaced_pod('web-1', 'default'))['metadata']['name'])"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=step_env(step="verify"), cwd=kube.workdir, capture_output=True, text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -124,7 +125,9 @@ class FakeKube:
             ],
             "current-context": "standin",
         }
-        write_private(path or self.workdir / "kubeconfig", yaml.safe_dump(config, sort_keys=False).encode())
+        # JSON, which is YAML too (kubectl and the kubernetes client read it): the steps parse
+        # kubeconfigs as JSON only, to keep a YAML parser off their start-up (steps/kube.py).
+        write_private(path or self.workdir / "kubeconfig", json.dumps(config, indent=2).encode())
 
     # --- identities --------------------------------------------------------------------------
 
