@@ -1,10 +1,11 @@
-"""`falco-response simulate [PATH|-]`: which Sensor in build/ fires for a Falco alert, and the Workflow it submits.
+"""`falco-response simulate [PATH|-]`: which policy in build/ takes a Falco alert, and the Workflow submitted.
 
 The alert is posted (in effect) as Falcosidekick posts it: it goes through the EventSource's
 checks (maxPayloadSize, JSON) and becomes the event data Argo Events publishes; then EVERY Sensor
-in build/sensors is evaluated from its YAML with Argo Events' semantics (standin.argo.events.sensors). The
-generator guarantees that at most one Sensor fires (first match wins, through each Sensor's Lua
-script); two firing Sensors are reported as a generator bug.
+in build/sensors is evaluated from its YAML with Argo Events' semantics (standin.argo.events.sensors).
+The generator writes one Sensor whose trigger picks the first policy that matches
+(sensors.policies); the policy is read from the Workflow the trigger submits. Two firing Sensors
+(an edited build/) are reported as a generator bug.
 
 Exit status: 0 evaluated (whether or not something fires), 1 the simulator cannot evaluate a
 Sensor or a trigger failed, 2 malformed input, 3 several Sensors fire (generator bug).
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import names
+from sensors import policies as generator
 from engine.yamlout import dump as to_yaml
 from standin.argo.events import sensors as sensorsim
 from standin.argo.events.sensors import SensorResult, WebhookSpec
@@ -65,6 +67,7 @@ class Decision:
     error: str | None = None  # a trigger that failed
     forced: str | None = None
     refused: str | None = None  # why every Sensor refuses the alert at the same filter, in words
+    sensor_object: dict | None = None  # the manifest of the Sensor that fired
 
     @property
     def matched(self) -> bool:
@@ -77,6 +80,12 @@ class Decision:
                 self.sensor.policy if self.sensor else None
             )
         return self.sensor.policy if self.sensor else None
+
+    def _order(self) -> str:
+        """`, policy k of n` from the Sensor's policy table (names.ANNOTATION_POLICIES)."""
+        table = policy_table(self.sensor_object) if self.sensor_object else []
+        order = [p["name"] for p in table]
+        return f", policy {order.index(self.policy) + 1} of {len(order)}" if self.policy in order else ""
 
     @property
     def pipeline(self) -> str | None:
@@ -113,7 +122,7 @@ class Decision:
             return f"Sensor {self.sensor.sensor} passed its filters but trigger {self.trigger} failed: {self.error}"
         if self.sensor is not None:
             return (
-                f"policy {self.sensor.policy} (Sensor {self.sensor.sensor}, {self.sensor.order} of {len(self.results)}) "
+                f"policy {self.policy} (Sensor {self.sensor.sensor}{self._order()}) "
                 f"fires trigger {self.trigger}: Workflow {self.workflow_name}"
             )
         if self.refused:
@@ -132,6 +141,7 @@ def decide(
     if decision.fired:
         first = decision.fired[0]
         decision.sensor = first
+        decision.sensor_object = sensors[results.index(first)]
         if first.triggers:
             trig = first.triggers[0]
             decision.trigger = trig.name
@@ -149,7 +159,7 @@ def common_refusal(results: list[SensorResult], event_data: bytes) -> str | None
     if len({(r.failure.kind, r.failure.index, r.failure.path, r.failure.reason) for r in results}) != 1:
         return None
     failure = results[0].failure
-    where = f"every Sensor's {failure.describe().split(': ', 1)[1]}"
+    where = ("every Sensor's " if len(results) > 1 else "the Sensor's ") + failure.describe().split(": ", 1)[1]
     why = json_trouble(sensorsim.parse_json(sensorsim.go_text(event_data)), failure.path or "")
     return f"{why}: {where}" if why else where
 
@@ -190,37 +200,60 @@ def _short(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def policy_table(sensor: dict) -> list[dict]:
+    """[{name, values: {dest: value}}] in policy order, from the Sensor's names.ANNOTATION_POLICIES
+    (rows of sensors.policies.policy_row)."""
+    text = ((sensor.get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_POLICIES)
+    if not text:
+        return []
+    try:
+        rows = json.loads(text)
+        return [{"name": row[0], "values": generator.policy_values(*row)} for row in rows]
+    except (ValueError, TypeError, IndexError):
+        raise sensorsim.Unsupported(
+            f"Sensor {sensor['metadata'].get('name')}: annotation {names.ANNOTATION_POLICIES} is not a list of policy rows"
+        ) from None
+
+
+def _policies(sensors: list[dict]) -> list[tuple[dict, dict]]:
+    return [(s, p) for s in sensors for p in policy_table(s)]
+
+
 def check_policy(sensors: list[dict], name: str) -> None:
-    """InputError unless NAME is the policy of a Sensor or a pipeline."""
-    policies = {((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY) for s in sensors} - {None}
-    if name not in policies and name not in names.PIPELINES:
-        known = ", ".join(sorted(policies)) + "; pipelines: " + ", ".join(names.PIPELINES)
-        raise InputError(f"no policy or pipeline named {name!r} (policies: {known})")
+    """InputError unless NAME is a policy in a Sensor's policy table or a pipeline."""
+    known = [p["name"] for _, p in _policies(sensors)]
+    if name not in known and name not in names.PIPELINES:
+        listed = ", ".join(sorted(known)) + "; pipelines: " + ", ".join(names.PIPELINES)
+        raise InputError(f"no policy or pipeline named {name!r} (policies: {listed})")
 
 
 def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: str, now_ms: int | None = None) -> Decision:
-    """The Workflow for policy NAME (its Sensor's trigger, filters bypassed) or pipeline NAME."""
+    """The Workflow for policy NAME (the trigger with that policy's values, filters bypassed) or pipeline NAME."""
     check_policy(sensors, name)
     root = sensorsim.parse_json(sensorsim.go_text(event_data))
-    by_policy = {((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY): s for s in sensors}
-    sensor = by_policy.get(name)
-    pipeline = None
-    if sensor is None:
-        pipeline = name
-        sensor = next(
-            (s for s in sensors if ((s.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY) and
-             _pipeline_of(s) == name),
-            sensors[0] if sensors else None,
-        )
-        if sensor is None:
-            raise InputError("build/sensors holds no Sensor")
+    entries = _policies(sensors)
+    if not entries:
+        raise InputError("build/sensors holds no Sensor with a policy table")
+    pipeline = None if any(p["name"] == name for _, p in entries) else name
+    pipeline_key = "metadata.labels." + names.LABEL_PIPELINE.replace(".", "\\.")
+    sensor, entry = next(
+        ((s, p) for s, p in entries if (p["name"] == name if pipeline is None else p["values"].get(pipeline_key) == pipeline)),
+        entries[0],
+    )
+    trigger = json.loads(json.dumps(((sensor.get("spec") or {}).get("triggers") or [None])[0]))
+    # the trigger's first-match templates, each replaced by the forced policy's value
+    for param in ((trigger.get("template") or {}).get("argoWorkflow") or {}).get("parameters") or []:
+        if param.get("dest") in entry["values"]:
+            param["src"] = {
+                "dependencyName": param["src"]["dependencyName"],
+                "dataTemplate": generator.policy_parameter_template(param["dest"], entry["values"][param["dest"]]),
+            }
     dep = (sensor.get("spec") or {}).get("dependencies") or [{}]
     events = {str(d.get("name")): root for d in dep}
-    trigger = ((sensor.get("spec") or {}).get("triggers") or [None])[0]
     result = sensorsim.run_trigger(sensor, trigger, events, now_ms=now_ms)
     decision = Decision(results=[], sensor=None, trigger=result.name, workflow=result.workflow, error=result.error)
-    meta = ((sensor.get("metadata") or {}).get("labels") or {}).get(names.LABEL_POLICY)
-    if result.workflow is not None and pipeline and _pipeline_of(sensor) != pipeline:
+    forced_pipeline = entry["values"].get(pipeline_key)
+    if result.workflow is not None and pipeline and forced_pipeline != pipeline:
         wf = result.workflow
         wf["spec"]["workflowTemplateRef"]["name"] = names.workflow_template_name(pipeline)
         wf["metadata"]["labels"][names.LABEL_PIPELINE] = pipeline
@@ -229,9 +262,9 @@ def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: st
         for p in wf["spec"]["arguments"]["parameters"]:
             if p.get("name") == "policy":
                 p["value"] = "demo"
-        decision.forced = f"forced pipeline {pipeline} (no policy uses it; Sensor {sensor['metadata']['name']}'s trigger rewritten)"
+        decision.forced = f"forced pipeline {pipeline} (no policy uses it; policy {entry['name']}'s values rewritten)"
     else:
-        decision.forced = f"forced policy {meta} (Sensor {sensor['metadata']['name']}'s trigger, filters bypassed)"
+        decision.forced = f"forced policy {entry['name']} (Sensor {sensor['metadata']['name']}'s trigger, filters bypassed)"
     return decision
 
 
@@ -244,12 +277,6 @@ def set_severity(workflow: dict, pipeline: str) -> None:
     if parsed:
         meta["name"] = names.workflow_name(parsed[0], severity)
     meta.setdefault("labels", {})[names.LABEL_SEVERITY] = str(severity)
-
-
-def _pipeline_of(sensor: dict) -> str | None:
-    trig = ((sensor.get("spec") or {}).get("triggers") or [{}])[0]
-    resource = (((trig.get("template") or {}).get("argoWorkflow") or {}).get("source") or {}).get("resource") or {}
-    return ((resource.get("metadata") or {}).get("labels") or {}).get(names.LABEL_PIPELINE)
 
 
 def summary(decision: Decision) -> dict:
@@ -284,7 +311,8 @@ def print_decision(decision: Decision, out=None) -> None:
     out = out or sys.stdout
     for r in decision.results:
         state = "FIRES" if r.matched else "no match"
-        print(f"  [{r.order}] Sensor {r.sensor} (policy {r.policy}): {state}", file=out)
+        chosen = f" (policy {decision.policy}{decision._order()})" if r is decision.sensor and decision.policy else ""
+        print(f"  Sensor {r.sensor}: {state}{chosen}", file=out)
         if r.matched:
             for t in r.triggers:
                 print(f"        trigger {t.name}: " + (f"FAILED: {t.error}" if t.error else "submits the Workflow below"), file=out)
@@ -321,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary(decision), ensure_ascii=False))
     else:
         print(describe_alert(alert))
-        print(f"Sensors in {build_dir}/sensors, in policy order (event {webhook.eventsource}/{webhook.event_name}):")
+        print(f"Sensors in {build_dir}/sensors (event {webhook.eventsource}/{webhook.event_name}):")
         print_decision(decision)
         print()
         print(decision.reason)

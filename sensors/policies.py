@@ -1,28 +1,50 @@
-"""One Sensor per policy, in policy order, with Argo Events' real filter semantics.
+"""One Sensor for every policy: one dependency, one trigger, first match wins decided once per alert.
 
-Each Sensor's single dependency carries:
-- data filters (AND): the alert's top-level and output_fields keys are unique and unescaped,
-  `tags` is absent, null or an array of plain strings (these three are the same in every Sensor,
-  see below); the alert is about a container in a pod (namespace, pod and a 12-hex container id
-  present and well-formed, not a protected namespace); and it matches the policy's own conditions.
-  String values are Go regexps matched UNANCHORED by Argo Events, so every one is anchored here;
-  dotted output-field keys are escaped for GJSON.
-- a Lua script filter: the fields the filters read are strings (policy output fields: not
-  objects or arrays), optional fields (hostname, container.name) are well-formed when present,
-  and no EARLIER policy matches. This is what makes first-match-wins hold for the Sensors as
-  deployed: data filters cannot express "not (A and B)", and a missing path rejects an event in
-  data and expr filters, while Lua sees a missing field as nil.
+How Argo Events 1.9 runs a Sensor (pkg/sensors/listener.go listenEvents; jetstream/stan
+trigger_conn.go processMsg): every trigger gets its own event-bus subscription, and for each event
+it runs the filters of every dependency its `conditions` name (all dependencies without
+conditions), independently of the other triggers. A filter can only say yes or no (filter.go
+filterScript: a Lua script returns a bool), and a dependency's `transform` replaces the event
+with a re-marshalled copy (transform.go: nulls and key order lost, so `dataKey: body` would no
+longer be the alert). So "no earlier policy matches" cannot be shared between dependencies or
+triggers: one trigger (or dependency) per policy that excludes the earlier ones repeats them,
+which is what made build/sensors grow with the square of the number of policies.
 
-Why first match wins for ANY JSON: Sensor k fires when its data filters D_k pass and, in Lua, no
-L_j (j < k) holds. Two Sensors j < k fire only if D_j passes while L_j fails on the same alert. The
-data filters (GJSON) read the FIRST of repeated keys and any JSON value as its text; Lua reads a Go
-map (the LAST of repeated keys) with typed values. So every Sensor refuses what would make the two
-readings differ: repeated or escaped keys where the filters read (top level, output_fields), tags
-that are not plain strings, non-string values in the fields the gating filters read, objects or
-arrays in the policy output fields. On what is left, both read the same values, and one_of in Lua
-accepts whatever the anchored regexp accepts (JSON null as "", numbers by value), so D_j implies
-L_j: at most one Sensor fires, and the templates (gjson Value(), first occurrence) read the very
-values the filters checked.
+So the decision is made once, in ONE dependency and ONE trigger:
+- the dependency's data filters are the gating every policy shares: the alert's top-level and
+  output_fields keys are unique and unescaped, `tags` is absent, null or an array of plain
+  strings (json_filters), namespace/pod/container id/rule/time well-formed, not a protected
+  namespace, a known priority. String values are Go regexps matched UNANCHORED by Argo Events,
+  so every one is anchored here; dotted output-field keys are escaped for GJSON.
+- its Lua script filter checks that the fields read below are strings (policy output fields:
+  not objects or arrays), that optional fields are well-formed, and then passes if ANY policy
+  matches: one `if <policy k> then return true end` per policy (linear).
+- the trigger's per-policy values (the Workflow name's severity, the policy/pipeline/severity
+  labels, the description, the WorkflowTemplate, the policy and dry-run parameters) are each one
+  `dataTemplate` `{{ if <policy 1> }}v1{{ else if <policy 2> }}v2 ... {{ end }}`: Go's `if`
+  takes the first branch whose condition holds, so every value is the FIRST matching policy's.
+  A constant number of such templates, each linear in the policies: generated size and work per
+  alert are linear.
+
+One Sensor has a size limit: the controller hands it to its pod base64-encoded in ONE environment
+variable, SENSOR_OBJECT, and Linux refuses an environment string over 128 KiB (argo-events issue
+#2146: the pod crash-loops, "argument list too long"). So the policies fill one Sensor up to
+SENSOR_OBJECT_MAX_JSON (about 50 policies of a few rules or fields each) and only then a second
+one starts, whose Lua also refuses what the first Sensor's policies take (`return false`): still
+at most one Sensor fires, and it is the one holding the first policy that matches. The Sensor
+count grows with the total size of the policies' conditions, about one per 50 policies, no longer
+one per policy.
+
+Why the Lua and the templates pick the same policy, for ANY JSON: the templates read gjson
+Value() (the FIRST of repeated keys), Lua a Go map (the LAST); the JSON filters refuse repeated
+or escaped keys where either reads and tags that are not plain strings, so both read the same
+typed values. A policy's condition is written twice from the same description, with the same
+comparison: strings by equality, JSON null or a missing field as "", a bool as "true"/"false",
+a number equal to a configured value written in Go's FormatFloat(v, 'f', -1) form (what a data
+filter on the field would read: 1 and 1.0 read "1"; "01" or "1e3" match no number). The
+templates compare with sprig's `has` (reflect.DeepEqual against a list of typed constants), which
+never errors on an odd type. Where this differs from a data filter's text: numbers beyond 2^53,
+a configured "-0", and a missing field, which reads "" like null (Lua cannot tell them apart).
 
 The trigger submits a Workflow that references the pipeline's WorkflowTemplate. Its name is
 derived from namespace/pod/container id and the policy's severity (names.SEVERITY_ORDER), so a
@@ -32,11 +54,15 @@ AlreadyExists while the first Workflow exists (the dedupe window), and a more se
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
+
 from hera.events import models as ev
 from hera.events.models.io.k8s.apimachinery.pkg.apis.meta.v1 import ObjectMeta
 
 from engine import names
-from engine.config import ALERT_TIME, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
+from engine.config import ALERT_TIME, ConfigError, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
 
 NS = "body.output_fields.k8s\\.ns\\.name"
 POD = "body.output_fields.k8s\\.pod\\.name"
@@ -130,28 +156,8 @@ def gating_filters(settings: Settings) -> list[ev.DataFilter]:
         _data(CONTAINER_ID, RE_SHORT_ID),
         _data("body.rule", RE_RULE),
         _data("body.time", RE_TIME),
+        _data("body.priority", one_of(list(PRIORITIES) + list(PRIORITY_ALIASES))),
     ]
-
-
-def policy_filters(policy: Policy) -> list[ev.DataFilter]:
-    """The policy's own conditions, one anchored data filter each (AND)."""
-    match = policy.match
-    out = []
-    if match.rules:
-        out.append(_data("body.rule", one_of(match.rules)))
-    priorities = _priority_names(policy)
-    out.append(_data("body.priority", one_of(priorities or list(PRIORITIES) + list(PRIORITY_ALIASES))))
-    if match.tags:
-        out.append(_data("body.tags", tags_regex(match.tags)))
-    if match.sources:
-        out.append(_data("body.source", one_of(match.sources)))
-    if match.namespaces:
-        out.append(_data(NS, one_of(match.namespaces)))
-    if match.exclude_namespaces:
-        out.append(_data(NS, one_of(match.exclude_namespaces), negate=True))
-    for field, values in sorted((match.output_fields or {}).items()):
-        out.append(_data(gjson_path(field), one_of(values)))
-    return out
 
 
 # --- Lua ------------------------------------------------------------------------------------
@@ -173,6 +179,29 @@ def lua_set(values: list[str]) -> str:
     return "{" + ", ".join(f"[{lua_string(v)}] = true" for v in values) + "}"
 
 
+
+
+_GO_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?")
+
+
+def number_values(values: list[str]) -> list[float]:
+    """The configured values a JSON number can equal: those written as Go's FormatFloat(v, 'f', -1)
+    writes v, which is what a data filter reads for a number (gjson String(); an integer literal
+    reads as itself, the same text below 2^53). Beyond 2^53 a float stands for several integers:
+    left out, so a number there matches no value (a string still can)."""
+    out = []
+    for text in values:
+        if not _GO_NUMBER.fullmatch(text):
+            continue
+        number = float(text)
+        if abs(number) >= 2.0**53:
+            continue
+        canonical = str(int(number)) if number.is_integer() else format(Decimal(repr(number)), "f")
+        if canonical == text:  # "-0" is not: -0 == 0 in Lua and Go, a data filter tells them apart
+            out.append(number)
+    return out
+
+
 def lua_condition(policy: Policy) -> str:
     """The policy's match as a Lua boolean over `b` (body) and `f` (output_fields)."""
     match = policy.match
@@ -191,7 +220,9 @@ def lua_condition(policy: Policy) -> str:
     if match.exclude_namespaces:
         terms.append(f'not one_of(f["k8s.ns.name"], {lua_set(match.exclude_namespaces)})')
     for field, values in sorted((match.output_fields or {}).items()):
-        terms.append(f"one_of(f[{lua_string(field)}], {lua_set(values)})")
+        numbers = number_values(values)
+        extra = ", {" + ", ".join(repr(n) for n in numbers) + "}" if numbers else ""
+        terms.append(f"one_of(f[{lua_string(field)}], {lua_set(values)}{extra})")
     return " and ".join(terms) if terms else "true"
 
 
@@ -204,13 +235,14 @@ if type(f) ~= "table" then return false end
 for _, v in pairs({b.rule, b.priority, b.time, b.source, f["k8s.ns.name"], f["k8s.pod.name"], f["container.id"]}) do
   if type(v) ~= "string" then return false end
 end
--- v as a data filter reads it (GJSON String()): null is "", a number is compared by value
-local function one_of(v, set)
+-- v as the trigger's templates compare it (sensors.policies): null or absent is "", a bool its
+-- name, a number only one of `numbers` (number_values)
+local function one_of(v, set, numbers)
   if v == nil then return set[""] == true end
   if type(v) == "string" then return set[v] == true end
   if type(v) == "boolean" then return set[tostring(v)] == true end
-  if type(v) == "number" then
-    for s in pairs(set) do if tonumber(s) == v then return true end end
+  if type(v) == "number" and numbers then
+    for _, n in ipairs(numbers) do if v == n then return true end end
   end
   return false
 end
@@ -228,9 +260,11 @@ if not well_formed(f["container.name"], "^[A-Za-z0-9][A-Za-z0-9_.-]*$", 253) the
 """
 
 
-def lua_script(config: ResponseConfig, index: int) -> str:
-    policy = config.policies[index]
-    lines = [f"-- policy {policy.name!s} ({index + 1} of {len(config.policies)}), generated from response.yaml"]
+def lua_script(config: ResponseConfig, own: list[Policy] | None = None, earlier: list[Policy] = ()) -> str:
+    """Passes when one of OWN (default: every policy) matches and none of EARLIER (the policies of
+    the Sensors before this one): which of OWN is the trigger's business (its templates)."""
+    own = config.policies if own is None else own
+    lines = [f"-- {len(own)} policies, generated from response.yaml; the trigger takes the first that matches"]
     lines.append(LUA_PRELUDE.rstrip("\n"))
     matched = sorted({field for p in config.policies for field in (p.match.output_fields or {})})
     if matched:
@@ -238,12 +272,80 @@ def lua_script(config: ResponseConfig, index: int) -> str:
         lines.append(f"for _, k in ipairs({{{', '.join(lua_string(k) for k in matched)}}}) do")
         lines.append('  if type(f[k]) == "table" then return false end')
         lines.append("end")
-    if index:
-        lines.append("-- first match wins: an earlier policy takes this alert")
-    for earlier in config.policies[:index]:
-        lines.append(f"if {lua_condition(earlier)} then return false end -- {earlier.name}")
-    lines.append("return true")
+    if earlier:
+        lines.append("-- first match wins: the Sensors before this one take these")
+    for policy in earlier:
+        lines.append(f"if {lua_condition(policy)} then return false end -- {policy.name}")
+    for policy in own:
+        lines.append(f"if {lua_condition(policy)} then return true end -- {policy.name}")
+    lines.append("return false")
     return "\n".join(lines) + "\n"
+
+
+# --- Go templates: the same conditions over gjson Value() --------------------------------------
+
+def go_string(text: str) -> str:
+    """A Go string literal (strconv.Unquote reads it back)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append("\\x%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def template_one_of(expr: str, values: list[str]) -> str:
+    """The Lua one_of above in text/template: sprig's `has` compares with reflect.DeepEqual, so a
+    string equals a string constant, a bool `true`/`false`, a float64 a float constant (written
+    with a dot or an exponent: an int constant would never equal), and nil (null or missing) `nil`."""
+    items = [go_string(v) for v in values]
+    items += [word for word in ("true", "false") if word in values]
+    items += [repr(n) for n in number_values(values)]
+    if "" in values:
+        items.append("nil")
+    return f"(has {expr} (list {' '.join(items)}))"
+
+
+def _eq_any(expr: str, values: list[str]) -> str:
+    """For the fields the Lua filter has made strings (LUA_PRELUDE): text/template's eq, true if
+    equal to any of the values (a string against strings: no type error)."""
+    return f"(eq {expr} {' '.join(go_string(v) for v in values)})"
+
+
+def template_condition(policy: Policy) -> str:
+    """The policy's match over `.` = the alert (inside `with .Input.body`), as lua_condition."""
+    match = policy.match
+    field = lambda name: f"(index .output_fields {go_string(name)})"  # noqa: E731
+    terms = []
+    if match.rules:
+        terms.append(_eq_any(".rule", match.rules))
+    priorities = _priority_names(policy)
+    if priorities:
+        terms.append(_eq_any(".priority", priorities))
+    if match.tags:
+        terms.append("(or " + " ".join(f"(has {go_string(t)} .tags)" for t in match.tags) + ")")
+    if match.sources:
+        terms.append(_eq_any(".source", match.sources))
+    if match.namespaces:
+        terms.append(_eq_any(field("k8s.ns.name"), match.namespaces))
+    if match.exclude_namespaces:
+        terms.append(f"(not {_eq_any(field('k8s.ns.name'), match.exclude_namespaces)})")
+    for name, values in sorted((match.output_fields or {}).items()):
+        terms.append(template_one_of(field(name), values))
+    if not terms:
+        return "true"
+    return terms[0] if len(terms) == 1 else "(and " + " ".join(terms) + ")"
+
+
+def first_match(own: list[Policy], value) -> str:
+    """`{{ if <policy 1> }}value(1){{ else if <policy 2> }}value(2)...{{ end }}`: the first that matches."""
+    out = ["{{ with .Input.body }}"]
+    for i, policy in enumerate(own):
+        out.append("{{ " + ("if " if i == 0 else "else if ") + template_condition(policy) + " }}" + value(policy))
+    return "".join(out) + "{{ end }}{{ end }}"
 
 
 # --- trigger --------------------------------------------------------------------------------
@@ -262,9 +364,89 @@ def _index(parameter: str) -> int:
     return names.WORKFLOW_PARAMETERS.index(parameter)
 
 
-def workflow_resource(config: ResponseConfig, policy: Policy) -> dict:
+def _sjson_key(key: str) -> str:
+    return key.replace(".", "\\.")
+
+
+ARG = "spec.arguments.parameters.%d.value"
+LABEL = "metadata.labels.%s"
+ANNOTATION = "metadata.annotations.%s"
+CONTAINER_HASH = '{{ printf "%s/%s/%s" ' + f"{NS_T} {POD_T} {CID_T}" + " | sha256sum | trunc 16 }}"
+
+
+def policy_row(policy: Policy) -> list:
+    """[name, pipeline, dry run, order]: a policy as the Sensor's table lists it (policy_table)."""
+    return [policy.name, policy.response, policy.dry_run, policy.order]
+
+
+def policy_values(name: str, pipeline: str, dry_run: bool, order: str) -> dict[str, str]:
+    """What the trigger sets from the policy that matched, by `dest` (metadata.name: its severity)."""
+    severity = str(names.response_severity(pipeline, dry_run))
+    return {
+        "metadata.name": severity,
+        LABEL % _sjson_key(names.LABEL_POLICY): name,
+        LABEL % _sjson_key(names.LABEL_PIPELINE): pipeline,
+        LABEL % _sjson_key(names.LABEL_SEVERITY): severity,
+        ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION):
+            f"policy {name} chose {pipeline}" + (" (dry run)" if dry_run else "") + ".",
+        "spec.workflowTemplateRef.name": names.workflow_template_name(pipeline, order),
+        ARG % _index("policy"): name,
+        ARG % _index("dry-run"): "true" if dry_run else "false",
+    }
+
+
+def policy_parameter_template(dest: str, choice: str) -> str:
+    """The dataTemplate for a per-policy `dest`, around CHOICE (first_match, or a fixed value)."""
+    if dest == "metadata.name":
+        return names.workflow_name(CONTAINER_HASH, choice)  # type: ignore[arg-type]
+    if dest == ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION):
+        return "Falco {{ .Input.body.priority }} alert at {{ .Input.body.time }}; " + choice
+    return choice
+
+
+def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
+    chosen = {
+        dest: policy_parameter_template(dest, first_match(own, lambda p, d=dest: policy_values(*policy_row(p))[d]))
+        for dest in policy_values(*policy_row(own[0]))
+    }
+    return [
+        _param("metadata.name", template=chosen["metadata.name"]),
+        _param(LABEL % _sjson_key(names.LABEL_POLICY), template=chosen[LABEL % _sjson_key(names.LABEL_POLICY)]),
+        _param(LABEL % _sjson_key(names.LABEL_PIPELINE), template=chosen[LABEL % _sjson_key(names.LABEL_PIPELINE)]),
+        _param(LABEL % _sjson_key(names.LABEL_SEVERITY), template=chosen[LABEL % _sjson_key(names.LABEL_SEVERITY)]),
+        _param(LABEL % _sjson_key(names.LABEL_NAMESPACE), template="{{ " + NS_T + " }}"),
+        _param(LABEL % _sjson_key(names.LABEL_POD), template="{{ " + POD_T + ' | trunc 63 | trimAll "-." }}'),
+        _param(
+            LABEL % _sjson_key(names.LABEL_RULE),
+            template='{{ regexReplaceAll "[^A-Za-z0-9_.-]+" .Input.body.rule "-" | trunc 63 | trimAll "-_." }}',
+            default="unknown",
+        ),
+        _param(
+            ANNOTATION % _sjson_key(names.ARGO_TITLE),
+            template="{{ .Input.body.rule }}: {{ " + NS_T + " }}/{{ " + POD_T + " }}",
+        ),
+        _param(ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION), template=chosen[ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION)]),
+        _param("spec.workflowTemplateRef.name", template=chosen["spec.workflowTemplateRef.name"]),
+        _param(ARG % _index("namespace"), template="{{ " + NS_T + " }}"),
+        _param(ARG % _index("pod"), template="{{ " + POD_T + " }}"),
+        _param(ARG % _index("container-id"), template="{{ " + CID_T + " }}"),
+        _param(
+            ARG % _index("container-name"),
+            template='{{ with index .Input.body.output_fields "container.name" }}{{ . }}{{ end }}',
+            default="",
+        ),
+        _param(ARG % _index("node"), template="{{ with .Input.body.hostname }}{{ . }}{{ end }}", default=""),
+        _param(ARG % _index("rule"), key="body.rule"),
+        _param(ARG % _index("priority"), key="body.priority"),
+        _param(ARG % _index("alert-time"), key="body.time"),
+        _param(ARG % _index("policy"), template=chosen[ARG % _index("policy")]),
+        _param(ARG % _index("dry-run"), template=chosen[ARG % _index("dry-run")]),
+        _param(ARG % _index("alert"), key="body"),
+    ]
+
+
+def workflow_resource(config: ResponseConfig) -> dict:
     """The Workflow the trigger submits; every parameter declared so `dest` indices exist."""
-    fixed = {"policy": policy.name, "dry-run": "true" if policy.dry_run else "false"}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
@@ -273,9 +455,9 @@ def workflow_resource(config: ResponseConfig, policy: Policy) -> dict:
             "namespace": config.settings.namespace,
             "labels": {
                 **names.common_labels("response"),
-                names.LABEL_POLICY: policy.name,
-                names.LABEL_PIPELINE: policy.response,
-                names.LABEL_SEVERITY: str(names.response_severity(policy.response, policy.dry_run)),
+                names.LABEL_POLICY: "placeholder",
+                names.LABEL_PIPELINE: "placeholder",
+                names.LABEL_SEVERITY: "placeholder",
                 names.LABEL_NAMESPACE: "placeholder",
                 names.LABEL_POD: "placeholder",
                 names.LABEL_RULE: "placeholder",
@@ -283,70 +465,49 @@ def workflow_resource(config: ResponseConfig, policy: Policy) -> dict:
             "annotations": {names.ARGO_TITLE: "placeholder", names.ARGO_DESCRIPTION: "placeholder"},
         },
         "spec": {
-            "workflowTemplateRef": {"name": names.workflow_template_name(policy.response)},
-            "arguments": {"parameters": [{"name": p, "value": fixed.get(p, "")} for p in names.WORKFLOW_PARAMETERS]},
+            "workflowTemplateRef": {"name": "placeholder"},
+            "arguments": {"parameters": [{"name": p, "value": ""} for p in names.WORKFLOW_PARAMETERS]},
         },
     }
 
 
-def _sjson_key(key: str) -> str:
-    return key.replace(".", "\\.")
+def policy_table(own: list[Policy]) -> str:
+    """The Sensor's policies in order, as policy_row lists them (simulate --policy reads it)."""
+    return json.dumps([policy_row(p) for p in own], separators=(",", ":"))
 
 
-def trigger_parameters(policy: Policy) -> list[ev.TriggerParameter]:
-    arg = "spec.arguments.parameters.%d.value"
-    label = "metadata.labels." + "%s"
-    ann = "metadata.annotations." + "%s"
-    return [
-        _param(
-            "metadata.name",
-            template=names.workflow_name(
-                '{{ printf "%s/%s/%s" ' + f"{NS_T} {POD_T} {CID_T}" + " | sha256sum | trunc 16 }}",
-                names.response_severity(policy.response, policy.dry_run),
-            ),
-        ),
-        _param(label % _sjson_key(names.LABEL_NAMESPACE), template="{{ " + NS_T + " }}"),
-        _param(label % _sjson_key(names.LABEL_POD), template="{{ " + POD_T + ' | trunc 63 | trimAll "-." }}'),
-        _param(
-            label % _sjson_key(names.LABEL_RULE),
-            template='{{ regexReplaceAll "[^A-Za-z0-9_.-]+" .Input.body.rule "-" | trunc 63 | trimAll "-_." }}',
-            default="unknown",
-        ),
-        _param(
-            ann % _sjson_key(names.ARGO_TITLE),
-            template="{{ .Input.body.rule }}: {{ " + NS_T + " }}/{{ " + POD_T + " }}",
-        ),
-        _param(
-            ann % _sjson_key(names.ARGO_DESCRIPTION),
-            template=f"Falco {{{{ .Input.body.priority }}}} alert at {{{{ .Input.body.time }}}}; "
-            f"policy {policy.name} chose {policy.response}" + (" (dry run)" if policy.dry_run else "") + ".",
-        ),
-        _param(arg % _index("namespace"), template="{{ " + NS_T + " }}"),
-        _param(arg % _index("pod"), template="{{ " + POD_T + " }}"),
-        _param(arg % _index("container-id"), template="{{ " + CID_T + " }}"),
-        _param(
-            arg % _index("container-name"),
-            template='{{ with index .Input.body.output_fields "container.name" }}{{ . }}{{ end }}',
-            default="",
-        ),
-        _param(arg % _index("node"), template="{{ with .Input.body.hostname }}{{ . }}{{ end }}", default=""),
-        _param(arg % _index("rule"), key="body.rule"),
-        _param(arg % _index("priority"), key="body.priority"),
-        _param(arg % _index("alert-time"), key="body.time"),
-        _param(arg % _index("alert"), key="body"),
-    ]
+# Argo Events passes a Sensor to its pod as the environment variable SENSOR_OBJECT, the base64 of
+# json.Marshal({metadata: {name, namespace}, spec}) (pkg/reconciler/sensor/resource.go), and Linux
+# refuses to exec with one environment string over MAX_ARG_STRLEN (131072 bytes): the pod
+# crash-loops with "argument list too long" (argo-events issue #2146). 98292 bytes of JSON make
+# 131056 of base64, 131071 with "SENSOR_OBJECT=" and its NUL; 1 KiB is left for what Go's
+# json.Marshal of the typed Sensor writes that this dict does not (`"creationTimestamp":null`).
+SENSOR_OBJECT_MAX_JSON = 98292 - 1024
 
 
-def sensor(config: ResponseConfig, index: int) -> dict:
-    settings, policy = config.settings, config.policies[index]
+def sensor_object_bytes(obj: dict) -> int:
+    """The size of json.Marshal of what the controller puts in SENSOR_OBJECT (Go escapes <, >, &)."""
+    text = json.dumps({"metadata": {k: obj["metadata"][k] for k in ("name", "namespace")}, "spec": obj["spec"]},
+                      separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode()) + 5 * sum(text.count(c) for c in "<>&")
+
+
+def sensor(config: ResponseConfig, own: list[Policy] | None = None, earlier: list[Policy] = (), number: int = 1) -> dict:
+    """The Sensor for OWN (default: every policy), after the Sensors of EARLIER; NUMBER from 1."""
+    settings = config.settings
+    own = config.policies if own is None else own
     model = ev.Sensor(
         metadata=ObjectMeta(
-            name=names.sensor_name(policy.name),
+            name=names.sensor_shard_name(number),
             namespace=settings.eventsource.namespace,
-            labels={**names.common_labels("sensor"), names.LABEL_POLICY: policy.name},
+            labels=names.common_labels("sensor"),
             annotations={
-                f"{names.DOMAIN}/policy-order": str(index + 1),
-                f"{names.DOMAIN}/description": policy.description or policy.name,
+                names.ANNOTATION_POLICIES: policy_table(own),
+                f"{names.DOMAIN}/policy-order": str(number),
+                f"{names.DOMAIN}/description": (
+                    f"policies {len(earlier) + 1} to {len(earlier) + len(own)} of {len(config.policies)} from response.yaml; "
+                    "the first that matches decides"
+                ),
             },
         ),
         spec=ev.SensorSpec(
@@ -356,20 +517,17 @@ def sensor(config: ResponseConfig, index: int) -> dict:
                     name=names.DEPENDENCY,
                     event_source_name=names.EVENTSOURCE,
                     event_name=names.EVENT_NAME,
-                    filters=ev.EventDependencyFilter(
-                        data=gating_filters(settings) + policy_filters(policy),
-                        script=lua_script(config, index),
-                    ),
+                    filters=ev.EventDependencyFilter(data=gating_filters(settings), script=lua_script(config, own, earlier)),
                 )
             ],
             triggers=[
                 ev.Trigger(
                     template=ev.TriggerTemplate(
-                        name=policy.response,
+                        name=names.TRIGGER,
                         argo_workflow=ev.ArgoWorkflowTrigger(
                             operation="submit",
                             source=ev.ArtifactLocation(),
-                            parameters=trigger_parameters(policy),
+                            parameters=trigger_parameters(own),
                         ),
                     ),
                 )
@@ -380,11 +538,30 @@ def sensor(config: ResponseConfig, index: int) -> dict:
     out.update(model.model_dump(by_alias=True, exclude_none=True))
     trigger = out["spec"]["triggers"][0]
     # Hera's models cannot hold an embedded resource (CONTRACTS.md section 4): set it afterwards.
-    trigger["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config, policy)}
+    trigger["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config)}
     # No atLeastOnce/retryStrategy: deduplication works by the duplicate submit failing with
     # AlreadyExists, and a retried trigger blocks the Sensor for every duplicate of an alert storm.
     return out
 
 
 def sensors(config: ResponseConfig) -> list[dict]:
-    return [sensor(config, i) for i in range(len(config.policies))]
+    """As few Sensors as SENSOR_OBJECT_MAX_JSON allows, in policy order: one for every policy
+    until the policies' conditions outgrow it, then the next takes over (its Lua refusing what
+    the earlier Sensors' policies take). Greedy: each Sensor takes as many policies as fit."""
+    out: list[dict] = []
+    policies, start = config.policies, 0
+    while start < len(policies):
+        fits, end = None, start + 1
+        while end <= len(policies):
+            candidate = sensor(config, policies[start:end], policies[:start], len(out) + 1)
+            if sensor_object_bytes(candidate) > SENSOR_OBJECT_MAX_JSON:
+                break
+            fits, end = candidate, end + 1
+        if fits is None:
+            raise ConfigError(
+                f"policy {policies[start].name!r} alone makes a Sensor over {SENSOR_OBJECT_MAX_JSON} bytes of "
+                "SENSOR_OBJECT (argo-events issue #2146): shorten its match lists"
+            )
+        out.append(fits)
+        start = end - 1
+    return out

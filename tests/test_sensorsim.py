@@ -454,3 +454,56 @@ def test_tag_filters_match_whole_array_elements_only(tags, shape_ok, tagged):
     assert _passes(shape, {"tags": tags}) is shape_ok
     assert _passes(tag, {"tags": tags}) is tagged
     assert _passes(shape, {"rule": "no tags"})
+
+
+def test_else_if_chains_take_the_first_branch_that_holds():
+    """text/template parse.go parseControl: `{{else if p}}` is an `else` holding one `if` that
+    shares the outer `end` (the trigger's first-match templates, sensors.policies.first_match)."""
+    tpl = ss.go_template('{{ if eq .Input 1.0 }}one{{ else if gt .Input 1.0 }}big{{ else if true }}other{{ end }}')
+    assert [tpl.execute({"Input": v}) for v in (1.0, 5.0, 0.0)] == ["one", "big", "other"]
+    assert ss.go_template("{{ if false }}a{{ else if false }}b{{ end }}").execute({}) == ""
+    with pytest.raises(ss.Unsupported):
+        ss.go_template("{{ with .Input }}a{{ else with .X }}b{{ end }}")
+
+
+def test_and_or_short_circuit_like_go_1_18():
+    """text/template funcs.go and/or (Go 1.18+): arguments are evaluated only until the result is
+    known, so a guard such as kindIs keeps a later eq from a type error; eq (funcs.go) errors on
+    different basic kinds unless one side is nil."""
+    guarded = '{{ if and (kindIs "float64" .Input) (eq .Input 1.0) }}y{{ else }}n{{ end }}'
+    assert [ss.go_template(guarded).execute({"Input": v}) for v in ("1", 1.0, None, True)] == ["n", "y", "n", "n"]
+    with pytest.raises(ss.GoError, match="incompatible types"):
+        ss.go_template("{{ eq .Input 1.0 }}").execute({"Input": "1"})
+    with pytest.raises(ss.GoError, match="incompatible types"):
+        ss.go_template("{{ eq .Input 1 }}").execute({"Input": 1.0})  # an int constant against a float64
+    assert ss.go_template("{{ eq .Input 1.0 }}").execute({"Input": None}) == "false"
+    assert ss.go_template("{{ or 0 .Input }}").execute({"Input": "x"}) == "x"
+    assert ss.go_template("{{ and 1 0 .Missing.Deeper }}").execute({}) == "0"  # never evaluates the third
+
+
+def test_sprig_has_list_and_kind_is():
+    """sprig list.go mustHas: reflect.DeepEqual against each element; a nil haystack is false,
+    anything but a slice panics (a template error); reflect.go kindIs: reflect Kind names, nil is
+    "invalid"."""
+    has = ss.go_template('{{ has .Input (list "a" "1") }}')
+    assert [has.execute({"Input": v}) for v in ("a", "b", 1.0, None)] == ["true", "false", "false", "false"]
+    tags = ss.go_template('{{ has "t" .Input }}')
+    assert [tags.execute({"Input": v}) for v in (["t"], ["u"], None)] == ["true", "false", "false"]
+    with pytest.raises(ss.GoError, match="Cannot find has"):
+        tags.execute({"Input": {"t": True}})
+    kinds = ss.go_template('{{ kindIs "string" .Input }}/{{ kindIs "float64" .Input }}/{{ kindIs "invalid" .Input }}/{{ kindIs "bool" .Input }}')
+    assert kinds.execute({"Input": "x"}) == "true/false/false/false"
+    assert kinds.execute({"Input": 2.0}) == "false/true/false/false"
+    assert kinds.execute({"Input": None}) == "false/false/true/false"
+    assert kinds.execute({"Input": False}) == "false/false/false/true"
+
+
+def test_a_sensor_too_large_for_its_pod_is_refused():
+    """pkg/reconciler/sensor/resource.go: SENSOR_OBJECT = base64(json.Marshal(name, namespace,
+    spec)); a string over MAX_ARG_STRLEN (131072) fails the container's exec (argo-events #2146)."""
+    sensor = {"metadata": {"name": "big", "namespace": "argo-events"},
+              "spec": {"dependencies": [_dep(script="return true -- " + "x" * 99000)], "triggers": []}}
+    with pytest.raises(ss.GoError, match="argument list too long"):
+        ss.evaluate(sensor, _data({"rule": "r"}))
+    sensor["spec"]["dependencies"][0]["filters"]["script"] = "return true -- " + "x" * 97000
+    assert ss.evaluate(sensor, _data({"rule": "r"})).failure is None  # under the limit: evaluated

@@ -116,8 +116,9 @@ def test_human_output_shows_the_workflow_yaml():
     out = proc.stdout.decode()
     wf = yaml.safe_load(out.split("\n---\n", 1)[1])
     assert wf["kind"] == "Workflow" and wf["spec"]["workflowTemplateRef"]["name"] == f"falco-{CQ}"
-    assert wf["metadata"]["labels"]["events.argoproj.io/sensor"] == "falco-response-interactive-intrusion"
-    assert "FIRES" in out and "no match" in out
+    assert wf["metadata"]["labels"]["events.argoproj.io/sensor"] == "falco-response"  # one Sensor for every policy
+    assert wf["metadata"]["labels"]["falco-response.io/policy"] == "interactive-intrusion"
+    assert "Sensor falco-response: FIRES" in out and "policy interactive-intrusion (Sensor falco-response, policy 2 of 3)" in out
 
 
 def test_dotted_keys_are_read_as_keys_not_nested_objects(tmp_path):
@@ -184,10 +185,11 @@ def test_two_firing_sensors_are_reported_as_a_generator_bug(tmp_path):
         {"name": "first", "match": {"rules": ["Terminal shell in container"]}, "response": "quarantine"},
         {"name": "second", "match": {"priority": ">= Notice"}, "response": "delete"},
     ])
-    second = out / "sensors" / "sensor-falco-response-second.yaml"
-    obj = yaml.safe_load(second.read_text())
-    del obj["spec"]["dependencies"][0]["filters"]["script"]  # no more first-match-wins
-    second.write_text(yaml.safe_dump(obj))
+    sensors = list((out / "sensors").glob("*.yaml"))
+    assert [p.name for p in sensors] == ["sensor-falco-response.yaml"]
+    obj = yaml.safe_load(sensors[0].read_text())
+    obj["metadata"]["name"] = "falco-response-second"  # a second Sensor someone added by hand
+    (out / "sensors" / "sensor-falco-response-second.yaml").write_text(yaml.safe_dump(obj))
     proc = cli("simulate", "--json", "--build-dir", str(out), str(EVENTS / "02_terminal_shell_in_container.aks.json"))
     assert proc.returncode == simulate.EXIT_BUG
     assert "GENERATOR BUG" in proc.stderr.decode() and "falco-response-second" in proc.stderr.decode()
@@ -196,7 +198,7 @@ def test_two_firing_sensors_are_reported_as_a_generator_bug(tmp_path):
 
 def test_unsupported_filter_kinds_in_build_fail_loudly(tmp_path):
     out = _custom_build(tmp_path, [{"name": "p", "match": {"priority": ">= Notice"}, "response": "delete"}])
-    path = out / "sensors" / "sensor-falco-response-p.yaml"
+    path = out / "sensors" / "sensor-falco-response.yaml"
     obj = yaml.safe_load(path.read_text())
     obj["spec"]["dependencies"][0]["filters"]["exprs"] = [{"expr": "a == 'b'", "fields": [{"name": "a", "path": "body.rule"}]}]
     path.write_text(yaml.safe_dump(obj))
@@ -332,15 +334,21 @@ def test_hostile_json_fires_no_sensor_and_simulate_says_why_in_one_line(kind, wh
     assert not result["matched"] and result["workflow_name"] is None
     reason = result["reason"]
     assert len(reason.splitlines()) == 1
-    assert reason.startswith(f"no Sensor fires: {why}") and f"every Sensor's {where}" in reason, reason
+    assert reason.startswith(f"no Sensor fires: {why}") and f"the Sensor's {where}" in reason, reason
     human = cli("simulate", "-", stdin=_hostile(kind))
-    assert human.returncode == 0 and human.stdout.decode().count("no match") == 3
+    assert human.returncode == 0 and human.stdout.decode().count("no match") == 1
     assert human.stdout.decode().rstrip().splitlines()[-1] == reason
 
 
-def test_the_json_filters_are_what_stops_two_sensors_firing(tmp_path):
-    """The same build without the three JSON filters (sensors.policies.json_filters): a duplicate
-    rule or priority makes two Sensors fire again (exit 3, GENERATOR BUG), as in the previous build/."""
+def test_the_json_filters_are_what_keeps_the_lua_and_the_templates_on_one_alert(tmp_path):
+    """The same build without the three JSON filters (sensors.policies.json_filters): an alert
+    whose first `rule` is one no policy takes and whose last is a shell passes the Lua filter (Go's
+    json.Unmarshal: the last) while the trigger's first-match templates (gjson Value(): the first)
+    find no policy, so the trigger fails with the Sensor already committed. With the filters (the
+    real build/) the Sensor refuses it at data filter #1."""
+    alert = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    text = json.dumps(alert).replace('"rule": "Terminal shell in container"',
+                                     '"rule": "Clear Log Activities", "rule": "Terminal shell in container"')
     out = tmp_path / "build"
     build.write(config.load(ROOT / "response.yaml"), out)
     for path in (out / "sensors").glob("*.yaml"):
@@ -349,10 +357,11 @@ def test_the_json_filters_are_what_stops_two_sensors_firing(tmp_path):
         assert [f["path"] for f in data[:3]] == ["body.@keys", "body.output_fields.@keys", "body.[tags]"]
         del data[:3]
         path.write_text(yaml.safe_dump(obj))
-    for kind in ("duplicate-rule", "duplicate-priority"):
-        proc = cli("simulate", "--json", "--build-dir", str(out), "-", stdin=_hostile(kind))
-        assert proc.returncode == simulate.EXIT_BUG, kind
-        assert "falco-response-interactive-intrusion" in proc.stderr.decode() and "falco-response-checkpoint-on-tag" in proc.stderr.decode()
+    proc = cli("simulate", "--json", "--build-dir", str(out), "-", stdin=text.encode())
+    assert proc.returncode == simulate.EXIT_UNSUPPORTED
+    assert "passed its filters but trigger respond failed" in json.loads(proc.stdout)["reason"]
+    real = simulate_json("-", stdin=text.encode())
+    assert not real["matched"] and "data filter #1 (body.@keys)" in real["reason"]
 
 
 def _mutations(base: dict) -> list[bytes]:
@@ -396,7 +405,7 @@ def _mutations(base: dict) -> list[bytes]:
 
 def test_at_most_one_sensor_fires_and_it_reads_what_its_filters_checked_for_any_json():
     """170 alerts mixing repeated keys (both orders), non-string values and odd tags: never two
-    Sensors, and a Workflow's parameters are the values both GJSON (first occurrence) and Lua's Go
+    Sensors, never a failed trigger (the Lua and the templates agree on a policy), and a Workflow's parameters are the values both GJSON (first occurrence) and Lua's Go
     map (last occurrence) see: nothing a filter did not check reaches a template."""
     spec = sensorsim.load_eventsource(ROOT / "build")
     sensors = sensorsim.load_sensors(ROOT / "build")
@@ -405,6 +414,7 @@ def test_at_most_one_sensor_fires_and_it_reads_what_its_filters_checked_for_any_
     for body in _mutations(base):
         decision = simulate.decide(sensorsim.webhook_event_data(body), sensors, spec)
         assert len(decision.fired) <= 1, (decision.reason, body)
+        assert decision.error is None, (decision.reason, body)
         fired[decision.policy if decision.matched else None] += 1
         if not decision.matched:
             continue
@@ -433,3 +443,43 @@ def test_policy_output_fields_are_read_alike_by_the_filters_and_lua(tmp_path):
         alert["output_fields"]["proc.pid"] = value
         result = simulate_json("--build-dir", str(out), "-", stdin=json.dumps(alert).encode())  # 1.0 stays "1.0"
         assert result["policy"] == policy, (value, result["reason"])
+
+
+def test_first_match_templates_and_lua_agree_on_numbers_bools_and_nulls(tmp_path):
+    """One Sensor: its Lua filter passes when any policy matches, the trigger's templates pick the
+    first (sensors.policies). Both compare a policy output field as a data filter on it would
+    read it (gjson String()): a number equals a value written as Go's FormatFloat(v, 'f', -1) ("1"
+    for 1 and 1.0; "1e3" and "01" match no number), a bool its name, null ""; a missing field
+    also reads "" (Lua cannot tell it from null). The trigger never fails: they always agree."""
+    out = _custom_build(tmp_path, [
+        {"name": "pid", "match": {"output_fields": {"proc.pid": ["1", "2.5", "1e3", "true", ""]}}, "response": "quarantine"},
+        {"name": "tagged", "match": {"tags": ["trigger-checkpoint"]}, "response": "checkpoint-only", "dry_run": True},
+        {"name": "rest", "match": {"priority": ">= Notice"}, "response": "delete"},
+    ])
+    base = json.loads((EVENTS / "02_terminal_shell_in_container.aks.json").read_text())
+    base["tags"] = base["tags"] + ["trigger-checkpoint"]
+    expected = [(1, "pid"), (1.0, "pid"), (2.5, "pid"), ("1e3", "pid"), (1000, "tagged"), ("01", "tagged"),
+                (True, "pid"), (False, "tagged"), (None, "pid"), ("", "pid"), ("x", "tagged"), (3, "tagged")]
+    for value, policy in expected:
+        alert = copy.deepcopy(base)
+        alert["output_fields"]["proc.pid"] = value
+        result = simulate_json("--build-dir", str(out), "-", stdin=json.dumps(alert).encode())
+        assert result["policy"] == policy, (value, result["reason"])
+        if policy == "tagged":
+            assert result["parameters"]["dry-run"] == "true" and result["workflow_name"].endswith("-0")
+    del alert["output_fields"]["proc.pid"]
+    assert simulate_json("--build-dir", str(out), "-", stdin=json.dumps(alert).encode())["policy"] == "pid"
+
+
+def test_forcing_a_policy_uses_its_values_whatever_the_alert(tmp_path):
+    """simulate.force (make demo POLICY=...): the trigger with the forced policy's values in place of
+    its first-match templates, read from the Sensor's policy table (names.ANNOTATION_POLICIES)."""
+    sensors = sensorsim.load_sensors(ROOT / "build")
+    spec = sensorsim.load_eventsource(ROOT / "build")
+    body = (EVENTS / "02_terminal_shell_in_container.aks.json").read_bytes()  # interactive-intrusion's
+    decision = simulate.force(sensorsim.webhook_event_data(body), sensors, spec, "checkpoint-on-tag")
+    assert decision.error is None and decision.policy == "checkpoint-on-tag" and decision.pipeline == "checkpoint-only"
+    assert decision.parameters["policy"] == "checkpoint-on-tag" and decision.workflow_name.endswith("-1")
+    assert decision.workflow["spec"]["workflowTemplateRef"]["name"] == "falco-checkpoint-only"
+    with pytest.raises(simulate.InputError, match="no policy or pipeline"):
+        simulate.force(sensorsim.webhook_event_data(body), sensors, spec, "nope")

@@ -210,16 +210,8 @@ class GoTemplate:
                     raise GoError(f"template: unexpected {{{{{head.text}}}}} in {self.source!r}")
                 return nodes, (head.text, toks[1:]), i + 1
             if head.kind == "ident" and head.text in ("with", "if"):
-                pipe = self._parse_pipe(toks[1:])
-                body, stop, i = self._parse_list(items, i + 1)
-                orelse: list = []
-                if stop[0] == "else":
-                    if stop[1]:
-                        raise Unsupported(f"template 'else {stop[1][0].text}' chains in {self.source!r}")
-                    orelse, stop, i = self._parse_list(items, i)
-                    if stop[0] != "end":
-                        raise GoError(f"template: expected end; found {stop[0]}")
-                nodes.append(_Branch(head.text, pipe, body, orelse))
+                node, i = self._parse_branch(head.text, toks[1:], items, i + 1)
+                nodes.append(node)
                 continue
             if head.kind == "ident" and head.text in _KEYWORDS:
                 raise Unsupported(f"template action {{{{{head.text} ...}}}} in {self.source!r}")
@@ -228,6 +220,24 @@ class GoTemplate:
         if not top:
             raise GoError(f"template: unexpected EOF in {self.source!r}")
         return nodes, None, i
+
+    def _parse_branch(self, kind: str, toks: list[_Tok], items: list, i: int):
+        """`{{if p}}..{{else if q}}..{{else}}..{{end}}`: text/template parse.go parseControl reads
+        `else if` as `else` holding one nested `if` that shares the outer `end`."""
+        pipe = self._parse_pipe(toks)
+        body, stop, i = self._parse_list(items, i)
+        orelse: list = []
+        if stop[0] == "else":
+            if stop[1]:
+                chained = stop[1][0]
+                if chained.kind != "ident" or chained.text != kind or kind != "if":
+                    raise Unsupported(f"template 'else {chained.text}' chains in {self.source!r}")
+                node, i = self._parse_branch("if", stop[1][1:], items, i)
+                return _Branch(kind, pipe, body, [node]), i
+            orelse, stop, i = self._parse_list(items, i)
+            if stop[0] != "end":
+                raise GoError(f"template: expected end; found {stop[0]}")
+        return _Branch(kind, pipe, body, orelse), i
 
     def _parse_pipe(self, toks: list[_Tok]) -> _Pipe:
         cmds: list = []
@@ -317,6 +327,17 @@ class GoTemplate:
 
     def _command(self, cmd: list[_Operand], dot: Any, root: Any, final: Any) -> Any:
         first = cmd[0]
+        if first.kind == "ident" and first.value in ("and", "or"):
+            # text/template since Go 1.18 (funcs.go and/or, exec.go evalCall): arguments are
+            # evaluated left to right only until the result is known
+            if len(cmd) < 2 and final is _MISSING:
+                raise GoError(f"template: wrong number of args for {first.value}: want at least 1 got 0")
+            value: Any = None
+            for a in cmd[1:]:
+                value = self._arg(a, dot, root)
+                if _truth(value) == (first.value == "or"):
+                    return value
+            return final if final is not _MISSING else value
         if first.kind == "ident":
             args = [self._arg(a, dot, root) for a in cmd[1:]]
             if final is not _MISSING:
@@ -450,11 +471,72 @@ def _fn_len(value: Any) -> int:
     raise GoError(f"template: error calling len: len of type {go_type(value)}")
 
 
+def _eq_kind(value: Any) -> str:
+    if value is None:
+        return "nil"
+    kind = _basic_kind(value)
+    return kind if kind != "invalid" else "other"
+
+
 def _fn_eq(args: list) -> bool:
+    """text/template funcs.go eq: true if arg1 equals any later argument. Different basic kinds
+    (a string and a float64, a float64 and an int constant) are an error unless one side is nil;
+    maps and slices are not comparable."""
     if len(args) < 2:
         raise GoError("template: missing argument for comparison")
     first = args[0]
-    return any(first == other and type(first) is type(other) for other in args[1:])
+    k1 = _eq_kind(first)
+    for other in args[1:]:
+        k2 = _eq_kind(other)
+        if k1 != k2:
+            if k1 != "nil" and k2 != "nil":
+                raise GoError("template: error calling eq: incompatible types for comparison")
+            continue
+        if k1 == "other":
+            raise GoError(f"template: error calling eq: non-comparable type {go_type(first)}")
+        if k1 == "nil" or first == other:
+            return True
+    return False
+
+
+def _fn_has(args: list) -> bool:
+    """sprig has(needle, haystack): reflect.DeepEqual against each element of a slice; nil: false;
+    any other haystack: sprig panics ("Cannot find has on type"), a template error."""
+    needle, haystack = args
+    if haystack is None:
+        return False
+    if not isinstance(haystack, list):
+        raise GoError(f"template: error calling has: Cannot find has on type {go_type(haystack)}")
+    return any(_deep_equal(needle, item) for item in haystack)
+
+
+def _deep_equal(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _kind_of(value: Any) -> str:
+    """sprig kindOf: reflect.ValueOf(v).Kind().String() for a value decoded by gjson Value() or a constant."""
+    if value is None:
+        return "invalid"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "slice"
+    if isinstance(value, dict):
+        return "map"
+    raise Unsupported(f"kindIs on a {type(value).__name__}")
 
 
 def _basic_kind(value: Any) -> str:
@@ -543,6 +625,9 @@ _FUNCS = {
     "default": _fn_default,
     "splitList": _nargs("splitList", 2, _fn_split_list),
     "uniq": _nargs("uniq", 1, _fn_uniq),
+    "has": _nargs("has", 2, _fn_has),
+    "list": lambda a: list(a),
+    "kindIs": _nargs("kindIs", 2, lambda a: _want_str("kindIs", a[0]) == _kind_of(a[1])),
 }
 
 

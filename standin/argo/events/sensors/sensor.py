@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from standin.argo.events.sensors.errors import Unsupported
+from standin.argo.events.sensors.errors import GoError, Unsupported
 from standin.argo.events.sensors.filters import FilterFailure, check_dependency, evaluate_dependency
 from standin.argo.events.sensors.gojson import Node, go_text, parse_json
 from standin.argo.events.sensors.loader import WebhookSpec
@@ -51,6 +52,7 @@ def evaluate(
     for key in spec:
         if key not in ("dependencies", "triggers", "template", "eventBusName", "replicas", "revisionHistoryLimit", "loggingFields", "errorOnFailedRound"):
             raise Unsupported(f"Sensor spec field {key!r}")
+    check_sensor_object(sensor)
     root = event_data if isinstance(event_data, Node) else parse_json(go_text(event_data))
     events: dict[str, Node] = {}
     for dep in spec.get("dependencies") or []:
@@ -79,6 +81,26 @@ def evaluate(
     for trigger in spec.get("triggers") or []:
         result.triggers.append(run_trigger(sensor, trigger, events, now_ms=now_ms))
     return result
+
+
+# Linux's MAX_ARG_STRLEN: the longest single argument or environment string execve accepts.
+MAX_ARG_STRLEN = 131072
+
+
+def check_sensor_object(sensor: dict) -> None:
+    """The Sensor's pod must start: the controller (pkg/reconciler/sensor/resource.go) sets
+    SENSOR_OBJECT to base64(json.Marshal({name, namespace, spec})), and an environment string
+    over MAX_ARG_STRLEN makes the container's exec fail (argo-events issue #2146)."""
+    meta = sensor.get("metadata") or {}
+    text = json.dumps({"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+                       "spec": sensor.get("spec")}, separators=(",", ":"), ensure_ascii=False)
+    size = len(text.encode()) + 5 * sum(text.count(c) for c in "<>&")  # Go escapes them as \u003c
+    env = len("SENSOR_OBJECT=") + 4 * ((size + 2) // 3) + 1
+    if env > MAX_ARG_STRLEN:
+        raise GoError(
+            f"Sensor {meta.get('name')}: SENSOR_OBJECT would be {env} bytes, over Linux's {MAX_ARG_STRLEN}: "
+            "its pod cannot start (exec: argument list too long)"
+        )
 
 
 def evaluate_all(sensors: list[dict], event_data: bytes, webhook: WebhookSpec, now_ms: int | None = None) -> list[SensorResult]:
