@@ -14,11 +14,12 @@ the order the API server reports the first failure:
 1. no write in a protected namespace, except the writes its Roles grant in the workflow namespace
    (argoexec's WorkflowTaskResults: the workflow namespace is protected too);
 2. only the writes its RBAC grants (derived from engine/rbac.py, so the two never drift apart):
-   verify, checkpoint and copy write nothing but argoexec's WorkflowTaskResults;
+   checkpoint and copy write nothing but argoexec's WorkflowTaskResults; verify writes its
+   owner-cap Lease and, isolating first, the quarantine label and the deny-all NetworkPolicy;
 3. the shape of each granted write: a pod update changes only labels and annotations, never the
    spec (only removing labels, adding falco-response.io/ labels and setting falco-response.io/
-   annotations, as quarantine does); the only NetworkPolicy is quarantine's deny-all; an Event is
-   about a pod.
+   annotations, as quarantine and verify's isolation do); the only NetworkPolicy is the deny-all
+   quarantine (or verify, isolating) creates; an Event is about a pod.
 
 failurePolicy Fail: a policy that cannot be evaluated denies. Every message is one line naming the
 step, the rule and the policy. CONNECT (exec, attach, nodes/proxy) is not matched: RBAC grants none

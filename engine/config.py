@@ -15,34 +15,27 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from engine import names
 
-# Falco priorities, most severe first (falco_rules.yaml / Falco's priority type).
-PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug")
-PRIORITY_ALIASES = {"Info": "Informational"}
-SEVERITY = {p: len(PRIORITIES) - i for i, p in enumerate(PRIORITIES)}  # Debug=1 … Emergency=8
+# The facts the steps check values against live in engine.patterns (no third-party imports: a
+# step's start-up must not load pydantic or YAML); this module uses and re-exports them.
+from engine import patterns
+from engine.patterns import (
+    CONFIGMAP_KEY,
+    DEFAULT_PROTECTED,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    FALCO_RULE_NAME,
+    NODE_ADDRESS_TYPES,
+    PRIORITIES,
+    PRIORITY_ALIASES,
+    S3_BUCKET,
+    S3_ENDPOINT,
+    S3_PREFIX,
+    SEVERITY,
+)
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-# Falco rule names are free text written by whoever maintains the rules; these characters cover
-# the upstream names ("Backdoored library loaded into SSHD (CVE-2024-3094)", "Attach/Exec Pod",
-# "Falco internal: syscall event drop") and leave out quotes, shell and template metacharacters.
-# Shared by the Sensors' filters (Go RE2) and the steps' checks (Python re): keep to their overlap.
-FALCO_RULE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9 ._:/()+,-]{0,198}[A-Za-z0-9._:/()+,-])?"
-ALERT_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
-# The evidence store's names, shared by the policy file's checks and the copy step's (fullmatch).
-S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-S3_ENDPOINT = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
-S3_PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+ALERT_TIME = patterns.ALERT_TIME  # sensors/policies.py reads it from here
+
 _THRESHOLD = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([A-Za-z]+)\s*$")
-
-DEFAULT_PROTECTED = [
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    "falco",
-    "argo",
-    "argo-events",
-    "falco-response",
-]
 
 
 class ConfigError(ValueError):
@@ -141,12 +134,6 @@ class EvidenceStore(_Model):
     @classmethod
     def _secret(cls, v: str) -> str:
         return _dns_label(v, "secret name")
-
-
-# A Node's status.addresses types (k8s.io/api/core/v1 NodeAddressType), the values metrics-server's
-# --kubelet-preferred-address-types takes.
-NODE_ADDRESS_TYPES = ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS")
-CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # IsConfigMapKey (apimachinery validation)
 
 
 class KubeletTLS(_Model):
@@ -413,6 +400,10 @@ class Policy(_Model):
     match: Match = Match()
     response: Pipeline
     dry_run: bool = False
+    # isolate-first: verify's pod applies the deny-all NetworkPolicy and the quarantine label before
+    # the checkpoint; evidence-first: nothing changes for the pod until the checkpoint attempt ended
+    # (README: Security model, "Isolate first or evidence first").
+    order: Literal["isolate-first", "evidence-first"] = "isolate-first"
 
     @field_validator("name")
     @classmethod

@@ -57,7 +57,22 @@ NOTIFY_WEBHOOK_URL_ENV = "WEBHOOK_URL"
 
 
 def sensor_name(policy: str) -> str:
+    """The name each policy's Sensor had (one Sensor per policy); kept as the policy-name length bound."""
     return f"falco-response-{policy}"
+
+
+# One Sensor, one trigger, whatever the number of policies (sensors.policies); the Sensor lists the
+# policies in order, with what the trigger sets for each, in this annotation.
+SENSOR = "falco-response"
+TRIGGER = "respond"
+
+
+def sensor_shard_name(number: int) -> str:
+    """`falco-response`, then `falco-response-2`, ... when the policies outgrow one Sensor."""
+    return SENSOR if number == 1 else f"{SENSOR}-{number}"
+
+
+ANNOTATION_POLICIES = f"{DOMAIN}/policies"
 
 
 # Workflows.
@@ -100,7 +115,20 @@ def parse_workflow_name(name: str) -> tuple[str, int] | None:
     return key, int(severity)
 
 
-def workflow_template_name(pipeline: str) -> str:
+# A policy's `order` (engine.config Policy.order): isolate-first (the default) network-isolates the
+# pod in verify's pod, before the checkpoint; evidence-first isolates only after the checkpoint
+# attempt, as the quarantine or delete step. Only pipelines with both evidence and containment
+# have a second variant: for the others the two orders are the same DAG.
+ORDERS = ("isolate-first", "evidence-first")
+ORDERED_PIPELINES = ("checkpoint-and-quarantine", "checkpoint-and-delete")
+
+
+def workflow_template_name(pipeline: str, order: str = "isolate-first") -> str:
+    """`falco-<pipeline>`, or `falco-<pipeline>-evidence-first` for that variant (ORDERED_PIPELINES)."""
+    if order not in ORDERS:
+        raise ValueError(f"order {order!r} is not one of {', '.join(ORDERS)}")
+    if order == "evidence-first" and pipeline in ORDERED_PIPELINES:
+        return f"falco-{pipeline}-evidence-first"
     return f"falco-{pipeline}"
 
 

@@ -16,9 +16,12 @@ Rule = dict
 # the API calls the steps make against the stand-in API server.
 CLUSTER_RULES: dict[str, list[Rule]] = {
     "verify": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        # patch: isolate-first pipelines set the quarantine label in verify's pod (steps/verify.py isolate)
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
         # the blast-radius cap: a pod's ReplicaSet names the Deployment it counts against
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        # the deny-all NetworkPolicy, and list: the allow-policies that keep the pod reachable (verdict)
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "create"]},
     ],
     "checkpoint": [
         # pods get: right before the POST, is the pod (UID) and its container (id) still verify's?
@@ -80,7 +83,7 @@ def cluster_rules(step: str, settings: Settings) -> list[Rule]:
         rules.append(checkpoint_rule(settings))
     if step == "verify" and settings.blast_radius.on_exceeded == "scale-down":
         rules.append(dict(SCALE_DOWN_RULE))
-    if step == "quarantine" and settings.quarantine.mechanism == "admin-network-policy":
+    if step in ("verify", "quarantine") and settings.quarantine.mechanism == "admin-network-policy":
         rules += [dict(r) for r in ADMIN_NETWORK_POLICY_RULES]
     return rules
 

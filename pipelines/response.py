@@ -1,11 +1,17 @@
-"""The response pipelines as WorkflowTemplates, one per pipeline. Each reads like its diagram:
+"""The response pipelines as WorkflowTemplates, one per pipeline and order. Each reads like its diagram:
 
-    verify ──> checkpoint ──┬──> copy      (evidence to object storage)
-                            └──> contain   (quarantine | delete; after the checkpoint attempt,
-                                            even a failed one, never waiting for the upload)
+    verify + isolate ──> checkpoint ──┬──> copy      (evidence to object storage)
+                                      └──> contain   (detach: the rest of quarantine | delete; after
+                                                      the checkpoint attempt, even a failed one,
+                                                      never waiting for the upload)
     onExit: report
 
-`checkpoint-only` has no contain task; `quarantine` and `delete` have no checkpoint or copy.
+isolate-first (a policy's default `order`): verify's own pod applies the network isolation (the
+deny-all NetworkPolicy and the quarantine label) once its checks pass, so the pod loses the network
+one pod into the response. evidence-first (`falco-<pipeline>-evidence-first`, only for the
+checkpoint-and-* pipelines): verify changes nothing and quarantine isolates after the checkpoint
+attempt, as before. `checkpoint-only` contains nothing; `quarantine` and `delete` have no
+checkpoint or copy (verify isolates, then quarantine detaches or delete deletes).
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ def _args(**values: str) -> list[Parameter]:
     return [Parameter(name=k.replace("_", "-"), value=v) for k, v in values.items()]
 
 
-def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
+def build(pipeline: str, settings: Settings, order: str = "isolate-first") -> WorkflowTemplate:
     checkpoints = pipeline.startswith("checkpoint")
     contain = {"checkpoint-and-quarantine": "quarantine", "checkpoint-and-delete": "delete"}.get(
         pipeline, pipeline if pipeline in ("quarantine", "delete") else None
     )
-    used = [templates.verify(settings, pipeline)]
+    isolate = contain is not None and order == "isolate-first"
+    used = [templates.verify(settings, pipeline, isolate)]
     if checkpoints:
         used += [templates.checkpoint(settings), templates.copy(settings)]
     escalate = contain == "quarantine" and settings.quarantine.on_not_isolated == "delete"
@@ -49,12 +56,12 @@ def build(pipeline: str, settings: Settings) -> WorkflowTemplate:
     used.append(templates.report(settings, pipeline))
 
     wt = WorkflowTemplate(
-        name=names.workflow_template_name(pipeline),
+        name=names.workflow_template_name(pipeline, order),
         namespace=settings.namespace,
         labels={**names.common_labels("pipeline"), names.LABEL_PIPELINE: pipeline},
         annotations={
             names.ARGO_TITLE: f"Falco response: {pipeline}",
-            names.ARGO_DESCRIPTION: _describe(pipeline),
+            names.ARGO_DESCRIPTION: _describe(pipeline, isolate),
         },
         entrypoint="respond",
         on_exit="report",
@@ -219,7 +226,16 @@ def _bind_exit_inputs(wt: WorkflowTemplate) -> None:
             template.inputs = [Parameter(name=p.name, value=_wf(p.name)) for p in template.inputs]
 
 
-def _describe(pipeline: str) -> str:
+def _describe(pipeline: str, isolate: bool) -> str:
+    if isolate:
+        return {
+            "checkpoint-and-quarantine": "Verify the alert and network-isolate the pod, checkpoint the container (CRIU), "
+            "copy the archive to object storage, and detach the pod.",
+            "checkpoint-and-delete": "Verify the alert and network-isolate the pod, checkpoint the container (CRIU), "
+            "copy the archive to object storage, and delete the pod.",
+            "quarantine": "Verify the alert and network-isolate the pod, then detach it.",
+            "delete": "Verify the alert and network-isolate the pod, then delete it.",
+        }[pipeline]
     return {
         "checkpoint-and-quarantine": "Verify the alert, checkpoint the container (CRIU), copy the archive to "
         "object storage, and network-isolate and detach the pod.",
@@ -232,4 +248,7 @@ def _describe(pipeline: str) -> str:
 
 
 def build_all(settings: Settings) -> list[WorkflowTemplate]:
-    return [build(p, settings) for p in names.PIPELINES]
+    """Every pipeline isolate-first, plus the evidence-first variant of those where order matters."""
+    return [build(p, settings) for p in names.PIPELINES] + [
+        build(p, settings, "evidence-first") for p in names.ORDERED_PIPELINES
+    ]

@@ -110,17 +110,30 @@ def step(
     )
 
 
-def verify(settings: Settings, pipeline: str = "") -> Container:
+def verify(settings: Settings, pipeline: str = "", isolate: bool = False) -> Container:
     inputs = ["namespace", "pod", "container-id", "container-name", "node", "rule", "priority", "alert-time"]
     return step(
         settings,
         "verify",
         inputs,
-        ["container-name", "container-id", "pod-uid", "node", "image", "image-id"],
+        ["container-name", "container-id", "pod-uid", "node", "image", "image-id"] + (["isolation"] if isolate else []),
         _flags(*inputs) + ["--protected-namespaces=" + ",".join(settings.protected_namespaces)]
         + [f"--max-alert-age={settings.max_alert_age_seconds}"]
-        + _owner_cap(settings, pipeline),
+        + _owner_cap(settings, pipeline)
+        + (_isolate(settings) if isolate else []),
     )
+
+
+def _isolate(settings: Settings) -> list[str]:
+    """verify's flags for network isolation in its own pod (isolate-first pipelines): quarantine's
+    deny-all and label, recorded with the policy and the workflow (steps/verify.py isolate)."""
+    q = settings.quarantine
+    return [
+        "--isolate=true",
+        "--policy={{workflow.parameters.policy}}",
+        f"--mechanism={q.mechanism}",
+        f"--anp-priority={q.admin_network_policy_priority}",
+    ]
 
 
 def _owner_cap(settings: Settings, pipeline: str) -> list[str]:

@@ -30,6 +30,10 @@
    still applied, then the step fails with that line (exit 1), so the node fails visibly and the
    pipeline's escalation (settings.quarantine.on_not_isolated) can act on it.
 
+In the isolate-first pipelines (the default order) verify has already done 1 and the labelling
+of 2 in its own pod, before the checkpoint (steps/verify.py isolate calls apply() with
+detach=False); this step then finds the pod quarantined, detaches it and judges as below.
+
 Idempotent: a second run finds the pod quarantined, detaches whatever selects it again, keeps
 the first run's annotations and merges the removed-labels record (never loses an entry), and
 checks isolation again. --dry-run=true reads everything and logs exactly what it would do,
@@ -49,7 +53,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import names
-from engine.config import DEFAULT_PROTECTED
+from engine.patterns import DEFAULT_PROTECTED
 from steps import common
 from steps.common import api_status, body, Refused, StepError
 from steps.common import alert_time, pod_uid, protected, rule_name
@@ -128,7 +132,7 @@ class Cluster:
     """The reads and writes this step makes, each wrapped in common.retry."""
 
     def __init__(self, namespace: str) -> None:
-        from kubernetes import client
+        from steps import kube as client
 
         api = common.kube_api_client()
         self.ns = namespace
@@ -511,11 +515,14 @@ def recorded(pod: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {"__previous__": text}
 
 
-def plan(args, cluster: Cluster, pod: dict) -> tuple[bool, dict[str, str], dict[str, str], dict | None]:
-    """(already quarantined, labels removed now, merged record, patch or None)."""
+def plan(
+    args, cluster: Cluster, pod: dict, detach: bool = True
+) -> tuple[bool, dict[str, str], dict[str, str], dict | None]:
+    """(already quarantined, labels removed now, merged record, patch or None). Without `detach`
+    (verify's isolation) no label is removed: only the quarantine label and the records are set."""
     labels = pod["metadata"].get("labels") or {}
     already = labels.get(names.LABEL_QUARANTINED) == "true"
-    remove = labels_to_remove(cluster, pod)
+    remove = labels_to_remove(cluster, pod) if detach else {}
     previous = recorded(pod)
     merged = dict(sorted(({**remove, **previous}).items()))  # an earlier record wins: it has the original values
     patch_labels: dict[str, str | None] = {key: None for key in remove}
@@ -547,6 +554,71 @@ class NotIsolated(StepError):
     """Everything was applied and the pod is still reachable: the node fails with the verdict."""
 
 
+def apply(args, cluster: Cluster, pod: dict, detach: bool = True, step: str = "quarantine") -> tuple[str, list[str], dict]:
+    """Isolate the pod (deny-all NetworkPolicy, ANP, the quarantine label and records) and, with
+    `detach`, take off the labels that select it; then judge. (verdict, reasons, removed-labels).
+
+    verify --isolate=true calls this with detach=False: the isolation changes no process or socket
+    state, so it can come before the checkpoint (README: "Isolate first or evidence first")."""
+    where = f"{args.namespace}/{args.pod}"
+    ensure_networkpolicy(cluster, args.dry_run)
+    anp_missing = None
+    if args.mechanism == "admin-network-policy":
+        anp_missing = ensure_admin_network_policy(cluster, args.anp_priority, args.dry_run)
+        if anp_missing:
+            common.log(f"{step}: warning: {anp_missing}")
+
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        already, remove, merged, patch = plan(args, cluster, pod, detach)
+        labels = labels_after(pod["metadata"].get("labels") or {}, patch)
+        if args.dry_run:
+            if already:
+                common.log(f"{step}: dry run: pod {where} is already quarantined")
+            if patch is None:
+                common.log(f"{step}: dry run: nothing to change on pod {where}")
+            else:
+                common.log(f"{step}: dry run: would patch pod {where} with {json.dumps(patch, sort_keys=True)}")
+            removed = merged
+            break
+        if patch is None:
+            common.log(f"{step}: pod {where} is already quarantined{' and detached' if detach else ''}: nothing to change")
+            removed = merged
+            break
+        try:
+            response = common.retry(
+                lambda: cluster.core.patch_namespaced_pod(args.pod, args.namespace, patch, _preload_content=False),
+                f"patch pod {where}",
+            )
+        except cluster.ApiException as exc:
+            status = api_status(exc)
+            if status == 404:
+                raise StepError(f"pod {where} vanished before it could be quarantined: nothing to quarantine") from None
+            if status == 409 and attempt < CONFLICT_ATTEMPTS:
+                common.log(f"{step}: pod {where} changed while we worked on it, reading it again")
+                pod = cluster.get_pod(args.pod)
+                if pod is None:
+                    raise StepError(f"pod {where} vanished before it could be quarantined: nothing to quarantine") from None
+                continue
+            raise StepError(f"cannot patch pod {where}: {common.describe(exc)}") from exc
+        pod = body(response) or pod  # the pod as the API server stored it: its labels are what policies select
+        labels = pod["metadata"].get("labels") or labels
+        removed_text = ", ".join(f"{k}={v}" for k, v in sorted(remove.items())) or "none"
+        if already:
+            common.log(f"{step}: pod {where} was already quarantined; detached again, removed labels: {removed_text}")
+        elif detach:
+            common.log(f"{step}: pod {where} labelled {names.LABEL_QUARANTINED}=true, removed labels: {removed_text}")
+        else:
+            common.log(f"{step}: pod {where} labelled {names.LABEL_QUARANTINED}=true (network-isolated; not detached yet)")
+        removed = merged
+        break
+
+    reasons = reachability(cluster, pod, labels, args, anp_missing)
+    result = verdict(reasons)
+    if args.dry_run:
+        result = f"dry-run: {result}"
+    return result, reasons, removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     where = f"{args.namespace}/{args.pod}"
@@ -560,59 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pod_uid and pod["metadata"].get("uid") != args.pod_uid:
         raise Refused(f"pod {where} has uid {pod['metadata'].get('uid')}, not {args.pod_uid}: it was replaced since the alert")
 
-    ensure_networkpolicy(cluster, args.dry_run)
-    anp_missing = None
-    if args.mechanism == "admin-network-policy":
-        anp_missing = ensure_admin_network_policy(cluster, args.anp_priority, args.dry_run)
-        if anp_missing:
-            common.log(f"quarantine: warning: {anp_missing}")
-
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        already, remove, merged, patch = plan(args, cluster, pod)
-        labels = labels_after(pod["metadata"].get("labels") or {}, patch)
-        if args.dry_run:
-            if already:
-                common.log(f"quarantine: dry run: pod {where} is already quarantined")
-            if patch is None:
-                common.log(f"quarantine: dry run: nothing to change on pod {where}")
-            else:
-                common.log(f"quarantine: dry run: would patch pod {where} with {json.dumps(patch, sort_keys=True)}")
-            removed = merged
-            break
-        if patch is None:
-            common.log(f"quarantine: pod {where} is already quarantined and detached: nothing to change")
-            removed = merged
-            break
-        try:
-            response = common.retry(
-                lambda: cluster.core.patch_namespaced_pod(args.pod, args.namespace, patch, _preload_content=False),
-                f"patch pod {where}",
-            )
-        except cluster.ApiException as exc:
-            status = api_status(exc)
-            if status == 404:
-                raise StepError(f"pod {where} vanished before it could be quarantined: nothing to quarantine") from None
-            if status == 409 and attempt < CONFLICT_ATTEMPTS:
-                common.log(f"quarantine: pod {where} changed while we worked on it, reading it again")
-                pod = cluster.get_pod(args.pod)
-                if pod is None:
-                    raise StepError(f"pod {where} vanished before it could be quarantined: nothing to quarantine") from None
-                continue
-            raise StepError(f"cannot patch pod {where}: {common.describe(exc)}") from exc
-        pod = body(response) or pod  # the pod as the API server stored it: its labels are what policies select
-        labels = pod["metadata"].get("labels") or labels
-        removed_text = ", ".join(f"{k}={v}" for k, v in sorted(remove.items())) or "none"
-        if already:
-            common.log(f"quarantine: pod {where} was already quarantined; detached again, removed labels: {removed_text}")
-        else:
-            common.log(f"quarantine: pod {where} labelled {names.LABEL_QUARANTINED}=true, removed labels: {removed_text}")
-        removed = merged
-        break
-
-    reasons = reachability(cluster, pod, labels, args, anp_missing)
-    result = verdict(reasons)
-    if args.dry_run:
-        result = f"dry-run: {result}"
+    result, reasons, removed = apply(args, cluster, pod)
     common.write_output(args.outputs_dir, "result", result)
     common.write_output(args.outputs_dir, "isolated", "false" if reasons else "true")
     common.write_output(args.outputs_dir, "removed-labels", json.dumps(removed, sort_keys=True))

@@ -18,7 +18,18 @@ A response weaker than the one that already quarantined this container is refuse
 (steps/escalation.py). Then it applies the blast-radius cap (steps/owner_cap.py): beyond the configured number of responses
 per owner workload it stops (exit 1), or scales the owner to 0 and stops.
 
-RBAC: pods get (in the watched namespaces), and what steps/owner_cap.py lists.
+Isolation (--isolate=true, the isolate-first pipelines that contain the pod): once every check
+above passed, the same pod applies quarantine's network isolation, and only that: the deny-all
+NetworkPolicy (and AdminNetworkPolicy with --mechanism=admin-network-policy), the quarantine label
+and its records (steps/quarantine.py apply, detach=False). It changes no process or socket state,
+so the checkpoint that follows is unaffected; detaching (labels Services and controllers select
+by) stays with the quarantine step, which judges isolation again and escalates. The output
+`isolation` is the verdict at this point (`isolated` or `not-isolated: <why>`); a failure to
+isolate is logged and reported there, never stops the pipeline (quarantine or delete still runs).
+--dry-run=true logs what it would do.
+
+RBAC: pods get (in the watched namespaces), and what steps/owner_cap.py lists; with isolation,
+pods patch and networkpolicies get, list, create (and the AdminNetworkPolicy rights).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from engine.config import DEFAULT_PROTECTED
+from engine.patterns import DEFAULT_PROTECTED
 from steps import common, escalation, owner_cap
 from steps.common import Refused, StepError, api_status, body, optional, protected, rule_name
 
@@ -54,10 +65,37 @@ def parse(argv: Sequence[str] | None):
     parser.flag("alert-time", lambda n, v: optional(common.alert_time, n, v), default="")
     parser.flag("max-alert-age", max_alert_age, default=str(DEFAULT_MAX_ALERT_AGE_SECONDS))
     owner_cap.add_flags(parser)
+    parser.flag("isolate", common.boolean, default="false")
+    parser.flag("policy", lambda n, v: optional(common.dns_label, n, v), default="")
+    parser.flag("mechanism", common.one_of("network-policy", "admin-network-policy"), default="network-policy")
+    parser.flag("anp-priority", lambda n, v: _anp_priority(n, v), default="0")
     args = parser.parse(argv)
+    if args.isolate and not (args.workflow and args.policy):
+        raise Refused("--isolate=true needs --workflow and --policy (recorded on the isolated pod)")
     protected(args.namespace, args.protected_namespaces)
     args.alert_age = fresh(args.alert_time, args.max_alert_age)
     return args
+
+
+def _anp_priority(name: str, value: object) -> int:
+    from steps import quarantine
+
+    return quarantine.anp_priority(name, value)
+
+
+def isolate(args, pod: dict) -> str:
+    """Quarantine's network isolation, without detaching; the verdict, or why it failed (logged)."""
+    from steps import quarantine
+
+    try:
+        cluster = quarantine.Cluster(args.namespace)
+        result, _, _ = quarantine.apply(args, cluster, pod, detach=False, step="verify")
+    except Exception as exc:  # noqa: BLE001 - any failure: quarantine or delete still runs after the checkpoint
+        why = str(exc) if isinstance(exc, StepError) else f"{type(exc).__name__}: {common.describe(exc)}"
+        result = f"not-isolated: {common.one_line(why, 300)}"
+        common.log(f"verify: warning: could not isolate pod {args.namespace}/{args.pod}: {why}")
+    common.log(f"verify: isolation: {result}")
+    return result
 
 
 def max_alert_age(name: str, value: object) -> int:
@@ -141,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         common.log(f"verify: the alert is {span(max(args.alert_age, 0))} old (max_alert_age_seconds {args.max_alert_age})")
 
-    from kubernetes import client
+    from steps import kube as client
 
     core = client.CoreV1Api(common.kube_api_client())
     try:
@@ -189,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image": image,
         "image-id": entry.get("imageID") or "",
     }
+    if args.isolate:
+        outputs["isolation"] = isolate(args, pod)
     for key, value in outputs.items():
         common.write_output(args.outputs_dir, key, value)
     common.log(

@@ -214,10 +214,10 @@ def test_report_identity_creates_only_events_about_pods(kube):
     core_as(kube, "report").create_namespaced_event("default", about_pod)
 
 
-def test_verify_writes_nothing_even_when_rbac_would_allow(kube):
+def test_verify_writes_no_configmap_even_when_rbac_would_allow(kube):
     """An over-broad grant elsewhere in the cluster (here every account of the workflow namespace may
-    create ConfigMaps) does not widen a step: verify writes nothing but argoexec's
-    WorkflowTaskResults. Users the policies do not name (that namespace's `default` account) keep
+    create ConfigMaps) does not widen a step: verify writes only what its own RBAC grants (its Lease,
+    the isolation label and deny-all, argoexec's WorkflowTaskResults). Users the policies do not name (that namespace's `default` account) keep
     what RBAC gives them."""
     group = f"system:serviceaccounts:{WORKFLOW_NAMESPACE}"
     kube.apply([

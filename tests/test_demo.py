@@ -106,7 +106,8 @@ def test_checkpoint_and_delete(tmp_path):
     assert result.exit_code == 0, out
     assert_workflow(state, "Succeeded", "checkpoint-and-delete")
     assert_evidence(result, state)
-    assert state["pod"] is None and state["networkpolicies"] == []
+    # isolate-first: verify's pod made the deny-all before the checkpoint; the pod is gone now
+    assert state["pod"] is None and [p["metadata"]["name"] for p in state["networkpolicies"]] == [names.QUARANTINE_NETWORKPOLICY]
     assert_event(state, "FalcoResponseSucceeded")
 
 

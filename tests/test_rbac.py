@@ -63,6 +63,9 @@ EXPECTED = {
     "falco-response-verify": {
         ("", "pods", "get"), ("apps", "replicasets", "get"),  # the blast-radius cap (steps/owner_cap.py)
         ("coordination.k8s.io", "leases", "create"), ("coordination.k8s.io", "leases", "list"),
+        # isolate-first: verify's pod applies the deny-all and the quarantine label (steps/verify.py isolate)
+        ("", "pods", "patch"), ("networking.k8s.io", "networkpolicies", "get"),
+        ("networking.k8s.io", "networkpolicies", "list"), ("networking.k8s.io", "networkpolicies", "create"),
     },
     "falco-response-checkpoint": {("", "pods", "get"), ("", "nodes", "get"), ("", "nodes/checkpoint", "create")},
     "falco-response-copy": set(),

@@ -419,7 +419,7 @@ def verify_argv_from_build(alert: dict, outputs: Path) -> list[str]:
     path = ROOT / "build" / "pipelines" / "workflowtemplate-falco-checkpoint-and-quarantine.yaml"
     template = next(t for t in yaml.safe_load(path.read_text())["spec"]["templates"] if t["name"] == "verify")
     inputs = {**sensor_flags(alert), "alert-time": alert["time"]}
-    workflow = {"parameters.dry-run": "false", "namespace": "falco-response", "name": "falco-response-0123456789abcdef",
+    workflow = {"parameters.dry-run": "false", "parameters.policy": "terminal-shell", "namespace": "falco-response", "name": "falco-response-0123456789abcdef",
                 "uid": "0b4c2d9e-1111-4222-8333-944445555666"}  # fmt: skip
 
     def render(arg: str) -> str:
@@ -498,3 +498,125 @@ def test_max_alert_age_comes_from_the_settings(kube, tmp_path):
     assert runs["by hand"].rc == 0 and "no alert time (a response submitted by hand)" in runs["by hand"].stdout
     assert_refused_quietly(runs["bad limit"], "bad limit")
     assert "max-alert-age: '5' is not a number of seconds from 60 to 604800" in runs["bad limit"].error
+
+
+# --- isolation in verify's pod (--isolate=true, isolate-first pipelines) ------------------------
+
+WORKFLOW_REF = "falco-response/falco-response-0123456789abcdef-3"
+
+
+def isolate_flags(namespace: str = "default", pod: str = "web-1", **over: str) -> dict[str, str]:
+    return verify_flags(**{
+        "namespace": namespace, "pod": pod, "container-id": hexid(f"{namespace}/{pod}/app")[:12],
+        "isolate": "true", "policy": "terminal-shell", "workflow": WORKFLOW_REF, "pipeline": "checkpoint-and-quarantine",
+        **over,
+    })  # fmt: skip
+
+
+def test_isolate_applies_the_deny_all_and_the_label_only_after_every_check_passed(kube, tmp_path):
+    """verify --isolate=true (build/'s isolate-first templates) applies quarantine's isolation in its
+    own pod, through the quarantine code (steps/quarantine.py apply, detach=False): the deny-all
+    NetworkPolicy is created and the pod labelled falco-response.io/quarantined=true with the
+    records quarantine writes, but no label is taken off (detaching stays with the quarantine step
+    after the checkpoint). An alert that fails a check (pod on another node) isolates nothing; a
+    dry run only says what it would do. On the previous code verify had no --isolate flag (exit 1,
+    unknown flag) and its identity could not patch pods."""
+    for ns in ("refused", "dry"):
+        kube.add_namespace(ns)
+    add_web_pod(kube, labels={"app": "web", "tier": "front"})
+    add_web_pod(kube, namespace="refused", labels={"app": "web"})
+    add_web_pod(kube, namespace="dry", labels={"app": "web"})
+    runs = run_batch(kube, "verify", {
+        "isolate": isolate_flags(),
+        "refused": isolate_flags("refused", node="node-2"),
+        "dry": isolate_flags("dry", **{"dry-run": "true"}),
+    }, tmp_path)  # fmt: skip
+
+    run = runs["isolate"]
+    assert run.rc == 0, run.stderr
+    assert run.outputs["isolation"] == "isolated" and run.outputs["pod-uid"]
+    policy = kube.get("networkpolicies", "default", "falco-response-quarantine")
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"falco-response.io/quarantined": "true"}}
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    pod = kube.get("pods", "default", "web-1")
+    labels, notes = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+    assert labels == {"app": "web", "tier": "front", "falco-response.io/quarantined": "true",
+                      "falco-response.io/policy": "terminal-shell"}  # fmt: skip
+    assert notes["falco-response.io/workflow"] == WORKFLOW_REF and notes["falco-response.io/removed-labels"] == "{}"
+    assert "verify: isolation: isolated" in run.stdout
+    # the checks first: the pod read precedes every write of the isolation
+    mine = [(m, p) for m, p, _ in kube.requests if "/namespaces/default/" in p]
+    get_pod = mine.index(("GET", "/api/v1/namespaces/default/pods/web-1"))
+    create_np = mine.index(("POST", "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"))
+    patch_pod = mine.index(("PATCH", "/api/v1/namespaces/default/pods/web-1"))
+    assert get_pod < create_np < patch_pod
+
+    assert runs["refused"].rc == 1 and "runs on node node-1, not on node-2" in runs["refused"].error
+    assert kube.list("networkpolicies", "refused") == []
+    assert "falco-response.io/quarantined" not in kube.get("pods", "refused", "web-1")["metadata"]["labels"]
+
+    dry = runs["dry"]
+    assert dry.rc == 0 and dry.outputs["isolation"] == "dry-run: isolated", dry.stderr
+    assert "would create deny-all networkpolicy dry/falco-response-quarantine" in dry.stdout
+    assert kube.list("networkpolicies", "dry") == []
+    assert kube.get("pods", "dry", "web-1")["metadata"]["labels"] == {"app": "web"}
+
+
+def test_isolate_reports_not_isolated_and_never_stops_the_pipeline(kube, tmp_path):
+    """The verdict at verify's time is the output `isolation`: an allow-NetworkPolicy that selects
+    the pod keeps it reachable until quarantine detaches it (policies are additive: Kubernetes docs,
+    Network Policies, "Isolated and Non-isolated Pods"), and a NetworkPolicy of our name that is not
+    our deny-all stops the isolation (quarantine's own check). Neither fails verify: the checkpoint
+    and the quarantine step (which judges again and escalates) still run."""
+    for ns in ("allow", "squat"):
+        kube.add_namespace(ns)
+        add_web_pod(kube, namespace=ns, labels={"app": "web"})
+    kube.apply([
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "allow-web", "namespace": "allow"},
+         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "falco-response-quarantine", "namespace": "squat"},
+         "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}},
+    ])  # fmt: skip
+    runs = run_batch(kube, "verify", {"allow": isolate_flags("allow"), "squat": isolate_flags("squat")}, tmp_path)
+    assert runs["allow"].rc == 0, runs["allow"].stderr
+    assert runs["allow"].outputs["isolation"] == "not-isolated: NetworkPolicy allow/allow-web allows ingress"
+    assert kube.get("pods", "allow", "web-1")["metadata"]["labels"]["falco-response.io/quarantined"] == "true"
+    squat = runs["squat"]
+    assert squat.rc == 0 and squat.outputs["container-name"] == "app", squat.stderr
+    assert squat.outputs["isolation"].startswith(
+        "not-isolated: networkpolicy squat/falco-response-quarantine exists but is not our deny-all")
+    assert "verify: warning: could not isolate pod squat/web-1" in squat.stdout
+    assert "falco-response.io/quarantined" not in kube.get("pods", "squat", "web-1")["metadata"]["labels"]
+
+
+def test_isolate_needs_the_policy_and_the_workflow(kube, tmp_path):
+    """What the isolation records on the pod must be given: refused before any API request."""
+    before = len(kube.requests)
+    run = run_step(kube, "verify", isolate_flags(policy=""), tmp_path)
+    assert_refused_quietly(run, "no policy")
+    assert run.error == "error: --isolate=true needs --workflow and --policy (recorded on the isolated pod)"
+    assert len(kube.requests) == before
+
+
+def test_the_verify_identity_writes_only_what_isolation_writes(kube):
+    """RBAC now grants verify `pods patch` and `networkpolicies create` cluster-wide (engine/rbac.py);
+    the generated ValidatingAdmissionPolicy (engine/admission.py, derived from RBAC) applies the same
+    shape rules as to quarantine: no change of a pod's spec, no NetworkPolicy but the deny-all.
+    Kubernetes evaluates them in the API server (staging/src/k8s.io/apiserver/pkg/admission/plugin/
+    policy/validating/validator.go): a false validation denies with its message, reason Forbidden."""
+    from kubernetes import client
+
+    from tests.test_admission_policies import core_as, denial, refused
+
+    add_web_pod(kube, name="web", labels={"app": "web"})
+    core = core_as(kube, "verify")
+    image = {"spec": {"containers": [{"name": "app", "image": "attacker.example/backdoor:1"}]}}
+    status, body = refused(core.patch_namespaced_pod, "web", "default", image)
+    assert (status, body["message"]) == (403, 'pods "web" is forbidden: ' + denial("verify", "may not change a pod's spec"))
+    net = client.NetworkingV1Api(core.api_client)
+    allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "falco-response-quarantine"},
+             "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}}  # fmt: skip
+    status, body = refused(net.create_namespaced_network_policy, "default", allow)
+    assert status == 403 and body["message"].endswith(
+        denial("verify", "may create only the deny-all NetworkPolicy falco-response-quarantine"))
