@@ -36,9 +36,8 @@ demo: install ## run one Falco alert end to end on the local stand-in world (EVE
 simulate: install ## show which Sensor fires for EVENT=path and the Workflow it submits
 	$(PY) -m engine.cli simulate $(if $(EVENT),$(EVENT),-)
 
-bench: install ## make build and make demo times; copy step on a 1 GiB archive vs sha256sum + plain boto3 upload
-	$(PY) -m tests.bench_cli
-	$(PY) -m tests.bench_copy
+bench: install ## every tests/bench_*.py (build/demo times, copy vs upload_file, ...), then all `bench: name=value` lines
+	$(PY) -m tests.bench
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache

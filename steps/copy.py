@@ -9,23 +9,28 @@ CRI-O's io.kubernetes.pod.uid and io.kubernetes.cri-o.ContainerID) and container
 (id, the kubelet's io.kubernetes.pod.uid label), located by one pass over the tar headers (the
 memory pages are skipped, not read). Unless they name the container verify checked
 (--container-id, --pod-uid), nothing is uploaded: the container restarted or the pod was replaced
-in between, and the archive stays on the node for a responder. Then it streams the file to S3
-holding one part in memory at a time: a single
-PutObject up to --part-size bytes, else a multipart upload. Every request carries the SHA-256 of
-its body (`x-amz-checksum-sha256`, which S3 verifies: BadDigest); the whole file's SHA-256 goes
-into the object's metadata (`x-amz-meta-sha256`), so for a multipart upload the file is hashed
-once before the upload and again, chunk by chunk, during it (both must agree: the file did not
-change). Object Lock (mode + retain-until) and server-side encryption apply when configured.
+in between, and the archive stays on the node for a responder. Then it streams the file to S3,
+reading it once: a single PutObject up to --part-size bytes, else a multipart upload whose parts
+go up to 4 at a time and at most 32 MiB of the file in memory (a part is read only when a slot is
+free), the whole file's SHA-256 computed as the parts are read. Every request carries the SHA-256
+of its body (`x-amz-checksum-sha256`, which S3 verifies: BadDigest; the signature covers that
+header, so the body is not hashed again for SigV4). The whole file's SHA-256 goes into the
+manifest and the step's outputs; into the object's metadata (`x-amz-meta-sha256`) only for a
+single PUT: a multipart upload sets metadata at CreateMultipartUpload, before the last part is
+read, and hashing the file first would read it twice. The multipart object carries S3's composite
+checksum (SHA-256 of the parts' SHA-256s) instead. The size and modification time must not move
+while the file is read. Object Lock (mode + retain-until) and server-side encryption apply when
+configured.
 Evidence is written once: every PutObject and CompleteMultipartUpload says `If-None-Match: *`, so
 S3 refuses to replace an object (412 PreconditionFailed); a key found holding this very archive
 (an earlier attempt of this workflow run stored it) is kept, anything else fails the step. A 409
 ConditionalRequestConflict (a delete of the key raced the write) is retried as S3 says: the PUT
 again, a multipart upload from its start.
 
-After the upload it reads the object back with HeadObject (ChecksumMode=ENABLED) and checks the
-size, the stored SHA-256 (the full-object checksum for a single PUT, the composite checksum of
-the parts' checksums, "<base64>-<parts>", for a multipart upload), the metadata, the lock and the
-encryption. Then it writes `manifest.json` next to it (same lock and encryption, verified the
+After the upload it asks S3 with HeadObject (ChecksumMode=ENABLED), without reading the file
+again, and checks the size, the stored SHA-256 (the full-object checksum for a single PUT, the
+composite checksum of the parts' checksums, "<base64>-<parts>", for a multipart upload), the
+metadata, the lock and the encryption. Then it writes `manifest.json` next to it (same lock and encryption, verified the
 same way) and only then deletes the archive from the node. On any failure the archive stays
 where it is and an unfinished multipart upload is aborted.
 
@@ -64,7 +69,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
-from engine.config import S3_BUCKET, S3_ENDPOINT, S3_PREFIX
+from engine.patterns import S3_BUCKET, S3_ENDPOINT, S3_PREFIX
 from steps import common
 from steps.common import Refused, StepError, no_control_characters, optional, rule_name
 from steps.common import alert_time as check_alert_time
@@ -81,6 +86,8 @@ METADATA_MEMBERS = ("config.dump", "spec.dump", "status.dump")  # what names the
 MAX_METADATA_BYTES = 4 * MiB  # a spec.dump with many env vars is ~100 KiB
 MAX_MEMBERS = 1_000_000
 CONFLICT_ATTEMPTS = 3  # 409 ConditionalRequestConflict: S3 says try again
+MAX_PARTS_IN_FLIGHT = 4  # parts sent at once
+PARTS_MEMORY = 32 * MiB  # at most this much of the archive in memory (at least one part)
 
 # The kubelet names an archive checkpoint-<pod>_<namespace>-<container>-<time.RFC3339>.tar.
 KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
@@ -383,7 +390,9 @@ def b64(digest: bytes) -> str:
 
 
 def s3_client(args):
-    import boto3
+    # botocore's own session, not boto3's: the same client and requests, without importing
+    # s3transfer (upload_file, unused here), about 30 ms of the step's start-up.
+    import botocore.session
     from botocore.config import Config
 
     config = Config(
@@ -397,8 +406,22 @@ def s3_client(args):
         response_checksum_validation="when_required",
         s3={"addressing_style": "path" if args.endpoint_url else "auto"},
     )
-    session = boto3.session.Session(region_name=args.region, **credentials())
-    return session.client("s3", endpoint_url=args.endpoint_url or None, config=config)
+    session = botocore.session.get_session()
+    client = session.create_client(
+        "s3", region_name=args.region, endpoint_url=args.endpoint_url or None, config=config, **credentials()
+    )
+    unsigned = config.merge(Config(s3={**config.s3, "payload_signing_enabled": False}))
+
+    def checksum_signs_the_body(request, **_) -> None:
+        """A body sent with x-amz-checksum-sha256 (a signed header S3 verifies: BadDigest) is not
+        hashed a second time for SigV4 (UNSIGNED-PAYLOAD, what botocore already sends over https);
+        over plain http botocore would hash every part again."""
+        if "x-amz-checksum-sha256" in request.headers:
+            request.context["client_config"] = unsigned
+
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.register(f"before-sign.s3.{operation}", checksum_signs_the_body)
+    return client
 
 
 def s3_error(exc: BaseException, what: str) -> str:
@@ -431,6 +454,10 @@ def call(what: str, fn):
         return common.retry(fn, what)
     except Exception as exc:  # noqa: BLE001 - every S3/transport failure is described the same way
         raise StepError(s3_error(exc, what)) from exc
+
+
+class Stopped(Exception):
+    """Another part failed (or the step was terminated): no new attempt of this part."""
 
 
 class StartOver(Exception):
@@ -475,7 +502,7 @@ class Upload:
         self.stored_checksum = ""  # what HeadObject must return
         self.version_id: str | None = None
 
-    def object_arguments(self, sha256_hex: str) -> dict:
+    def object_arguments(self, sha256_hex: str | None) -> dict:
         args = self.args
         extra: dict = {
             "Bucket": args.bucket,
@@ -487,25 +514,38 @@ class Upload:
         extra.update(protection(args, self.lock_until))
         return extra
 
-    def read(self, count: int) -> bytes:
+    def read_part(self, offset: int, count: int) -> bytes:
+        """`count` bytes at `offset` (os.pread: no shared file position between attempts)."""
         chunks, wanted = [], count
         while wanted:
-            chunk = os.read(self.fd, wanted)
+            chunk = os.pread(self.fd, wanted, offset + count - wanted)
             if not chunk:
                 break
             chunks.append(chunk)
             wanted -= len(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def hash_file(self) -> str:
-        """The whole file's SHA-256, read in 1 MiB chunks (the pass before a multipart upload)."""
-        digest, view = hashlib.sha256(), memoryview(bytearray(MiB))
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        with open(self.fd, "rb", buffering=0, closefd=False) as raw:
-            while count := raw.readinto(view):
-                digest.update(view[:count])
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        return digest.hexdigest()
+    def read_into(self, buffer: bytearray, offset: int, count: int) -> int:
+        """Fill buffer[:count] from `offset` (os.preadv); the number of bytes read (less at the end)."""
+        view, done = memoryview(buffer), 0
+        while done < count:
+            got = os.preadv(self.fd, [view[done:count]], offset + done)
+            if not got:
+                break
+            done += got
+        view.release()
+        return done
+
+    def check_unchanged(self, before: os.stat_result, read: int) -> None:
+        """One read: the bytes hashed are the bytes sent. The file must not have changed under it
+        (size, modification time, nothing past the end)."""
+        after = os.fstat(self.fd)
+        if read != self.size:
+            raise StepError(f"archive shrank while being read ({read} of {self.size} bytes)")
+        if os.pread(self.fd, 1, self.size):
+            raise StepError(f"archive grew while being read (more than {self.size} bytes)")
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise StepError("archive changed while being read (its size or modification time moved)")
 
     def run(self) -> None:
         if self.size <= self.part_size:
@@ -521,15 +561,33 @@ class Upload:
                     raise StepError(f"{conflict}; it happened twice, giving up") from None
                 common.log(f"copy: {conflict}; starting the multipart upload again, as S3 says")
                 self.upload_id, self.completed, self.parts = None, False, 0
-                os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def ours(self, head: dict) -> bool:
+        """Is the object S3 holds this archive? Same size, and the same SHA-256: the stored checksum
+        (full-object for a single PUT, composite of the same parts for a multipart upload), or the
+        `sha256` metadata (single PUTs, and objects stored before the upload read the file once)."""
+        if head.get("ContentLength") != self.size:
+            return False
+        stored = head.get("ChecksumSHA256") or ""
+        base, _, parts = stored.partition("-")
+        want_base, _, want_parts = self.stored_checksum.partition("-")
+        if base and base == want_base and (not parts or parts == want_parts):
+            return True
+        meta = (head.get("Metadata") or {}).get("sha256")
+        if base or meta or not self.sha256:
+            return bool(self.sha256) and meta == self.sha256
+        # A store that keeps no checksums, a multipart object without metadata: read it back (S3, not the file).
+        return read_back_sha256(self.client, {"Bucket": self.args.bucket, "Key": self.key}) == self.sha256
 
     def existing(self, error: StepError) -> dict:
         """412 on the archive's key: what is there is kept if it is this archive (an earlier attempt
         of this workflow run stored it); anything else is someone else's evidence."""
         where = f"s3://{self.args.bucket}/{self.key}"
-        head = call(f"head {where}", lambda: self.client.head_object(Bucket=self.args.bucket, Key=self.key))
-        theirs = (head.get("Metadata") or {}).get("sha256", "")
-        if head.get("ContentLength") == self.size and theirs == self.sha256:
+        head = call(
+            f"head {where}",
+            lambda: self.client.head_object(Bucket=self.args.bucket, Key=self.key, ChecksumMode="ENABLED"),
+        )
+        if self.ours(head):
             common.log(
                 f"copy: {where} already holds this archive (sha256 {self.sha256}), stored by an earlier attempt "
                 "of this workflow run: kept, not written again"
@@ -537,19 +595,20 @@ class Upload:
             if self.lock_until is not None and head.get("ObjectLockRetainUntilDate"):
                 self.lock_until = head["ObjectLockRetainUntilDate"]  # set by that attempt: verified as it is
             return head
+        theirs = head.get("ChecksumSHA256") or (head.get("Metadata") or {}).get("sha256", "")
         raise StepError(
-            f"{where} already exists and is not this archive (sha256 {short(theirs)} there, {short(self.sha256)} "
-            "here): evidence is written once, nothing was overwritten"
+            f"{where} already exists and is not this archive (checksum {short(theirs)} there, "
+            f"{short(self.stored_checksum)} here): evidence is written once, nothing was overwritten"
         ) from error
 
     def single(self) -> None:
-        body = self.read(self.size)
-        if len(body) != self.size or os.read(self.fd, 1):
-            raise StepError(f"archive changed size while being read ({len(body)} bytes read, {self.size} expected)")
+        before = os.fstat(self.fd)
+        body = self.read_part(0, self.size)
+        self.check_unchanged(before, len(body))
         digest = hashlib.sha256(body).digest()
         self.sha256 = digest.hex()
         self.stored_checksum = b64(digest)
-        arguments = self.object_arguments(self.sha256)
+        arguments = self.object_arguments(self.sha256)  # known before the PUT: in the metadata too
         answer = write_once(
             f"put s3://{self.args.bucket}/{self.key}",
             lambda: self.client.put_object(
@@ -562,58 +621,101 @@ class Upload:
         self.completed = True
 
     def multipart(self) -> None:
-        expected_sha256 = self.hash_file()
+        """One read of the file: this thread reads part after part and feeds the whole-file SHA-256;
+        up to `in_flight` parts are in memory at once (a slot is taken before a part is read and
+        given back when S3 has it), each hashed (its ChecksumSHA256) and sent by a pool thread.
+        hashlib and sockets release the GIL, so reading, hashing and sending overlap. The whole
+        file's SHA-256 is known only after the last part: it goes into the manifest, not into the
+        object's metadata (set at CreateMultipartUpload)."""
         where = f"s3://{self.args.bucket}/{self.key}"
         answer = call(
             f"create multipart upload {where}",
-            lambda: self.client.create_multipart_upload(**self.object_arguments(expected_sha256)),
+            lambda: self.client.create_multipart_upload(**self.object_arguments(None)),
         )
         self.upload_id = answer["UploadId"]
-        common.log(f"copy: multipart upload {self.upload_id} started, parts of {self.part_size} bytes")
-        whole, part_digests, done = hashlib.sha256(), [], []
-        number, sent = 0, 0
-        while sent < self.size:
-            number += 1
-            body = self.read(min(self.part_size, self.size - sent))
-            if not body:
-                raise StepError(f"archive shrank while being read ({sent} of {self.size} bytes)")
-            # The whole-file hash runs beside the part's own hash and upload (hashlib releases
-            # the GIL); the part is the only one in memory: the next is read once both are done.
-            hasher = threading.Thread(target=whole.update, args=(body,), name="sha256")
-            hasher.start()
+        count = -(-self.size // self.part_size)
+        in_flight = max(1, min(MAX_PARTS_IN_FLIGHT, PARTS_MEMORY // self.part_size, count))
+        common.log(
+            f"copy: multipart upload {self.upload_id} started: {count} parts of {self.part_size} bytes, "
+            f"{in_flight} at a time"
+        )
+        slots, stop, lock = threading.BoundedSemaphore(in_flight), threading.Event(), threading.Lock()
+        spare: list[bytearray] = []  # part buffers, reused: no fresh pages to fault in per part
+        digests: dict[int, bytes] = {}
+        done: dict[int, dict] = {}
+        failures: list[BaseException] = []
+
+        def send(number: int, buffer: bytearray, body) -> None:
             try:
+                if stop.is_set():
+                    return
                 digest = hashlib.sha256(body).digest()
-                answer = call(
-                    f"upload part {number} of {where}",
-                    lambda: self.client.upload_part(
-                        Bucket=self.args.bucket,
-                        Key=self.key,
-                        UploadId=self.upload_id,
-                        PartNumber=number,
-                        Body=body,
-                        ContentLength=len(body),
-                        ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=b64(digest),
-                    ),
-                )
+
+                def attempt():
+                    if stop.is_set():
+                        raise Stopped()
+                    return self.client.upload_part(
+                        Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                        Body=body, ContentLength=len(body), ChecksumAlgorithm="SHA256", ChecksumSHA256=b64(digest),
+                    )  # fmt: skip
+
+                answer = call(f"upload part {number} of {where}", attempt)
+                with lock:
+                    digests[number] = digest
+                    done[number] = {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": b64(digest)}
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                if not isinstance(getattr(exc, "__cause__", None), Stopped):
+                    with lock:
+                        failures.append(exc)
+                stop.set()
             finally:
-                hasher.join()
-            sent += len(body)
-            del body
-            part_digests.append(digest)
-            done.append({"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": b64(digest)})
-        if os.read(self.fd, 1):
-            raise StepError(f"archive grew while being read (more than {self.size} bytes)")
+                del body
+                with lock:
+                    spare.append(buffer)
+                slots.release()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        whole, offset, number = hashlib.sha256(), 0, 0
+        before = os.fstat(self.fd)
+        pool = ThreadPoolExecutor(in_flight, thread_name_prefix="part")
+        try:
+            while offset < self.size and not stop.is_set():
+                slots.acquire()
+                if stop.is_set():
+                    slots.release()
+                    break
+                with lock:
+                    buffer = spare.pop() if spare else bytearray(self.part_size)
+                read = self.read_into(buffer, offset, min(self.part_size, self.size - offset))
+                if not read:
+                    spare.append(buffer)
+                    slots.release()
+                    break
+                number += 1
+                offset += read
+                body = buffer if read == len(buffer) else bytes(memoryview(buffer)[:read])  # the last part
+                whole.update(body)
+                pool.submit(send, number, buffer, body)
+                del body, buffer
+        except BaseException:  # interrupted (SIGTERM): no new attempts; the caller aborts the upload
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)  # a part queued behind a failure stops at its first attempt
+        if failures:
+            raise failures[0]
+        common.log(f"copy: {number} parts sent; completing the multipart upload")
+        self.check_unchanged(before, offset)
         self.sha256 = whole.hexdigest()
-        if self.sha256 != expected_sha256:
-            raise StepError("archive changed while being read: its SHA-256 differs between two reads")
         self.parts = number
-        self.stored_checksum = f"{b64(hashlib.sha256(b''.join(part_digests)).digest())}-{number}"
+        self.stored_checksum = f"{b64(hashlib.sha256(b''.join(digests[n] for n in range(1, number + 1))).digest())}-{number}"
+        parts = [done[n] for n in range(1, number + 1)]
         try:
             answer = call(
                 f"complete multipart upload {where}",
                 lambda: self.client.complete_multipart_upload(
-                    Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": done},
+                    Bucket=self.args.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts},
                     IfNoneMatch="*",
                 ),
             )
@@ -638,10 +740,7 @@ class Upload:
             f"head s3://{self.args.bucket}/{self.key}",
             lambda: self.client.head_object(Bucket=self.args.bucket, Key=self.key, ChecksumMode="ENABLED"),
         )
-        stored = (head.get("ChecksumSHA256") or "").partition("-")[0]
-        if head.get("ContentLength") != self.size or (head.get("Metadata") or {}).get("sha256") != self.sha256 or (
-            stored and stored != self.stored_checksum.partition("-")[0]
-        ):
+        if not self.ours(head):
             raise exc
         common.log(f"copy: multipart upload {self.upload_id} had completed (its answer was lost)")
         return head
@@ -665,9 +764,11 @@ class Upload:
             )
 
 
-def object_metadata(args, sha256_hex: str) -> dict[str, str]:
+def object_metadata(args, sha256_hex: str | None) -> dict[str, str]:
+    """The object's metadata; `sha256` (the whole file's) only when it is known before the write
+    (a single PUT, the manifest), not for a multipart upload read once."""
     return {
-        "sha256": sha256_hex,
+        **({"sha256": sha256_hex} if sha256_hex else {}),
         "namespace": args.namespace,
         "pod": args.pod,
         "container": args.container,
@@ -714,8 +815,9 @@ def verify_object(client, args, key: str, version_id: str | None, size: int, che
         want_base, _, want_parts = checksum.partition("-")
         if base != want_base or (parts and parts != want_parts):
             problems.append(f"stored checksum {stored} instead of {checksum}")
-    if (head.get("Metadata") or {}).get("sha256") != sha256_hex:
-        problems.append("metadata sha256 missing or different")
+    meta = (head.get("Metadata") or {}).get("sha256")
+    if meta != sha256_hex and (meta is not None or not checksum.partition("-")[2]):
+        problems.append("metadata sha256 missing or different")  # a multipart upload sets none
     if args.object_lock_mode:
         until = head.get("ObjectLockRetainUntilDate")
         if head.get("ObjectLockMode") != args.object_lock_mode:

@@ -15,9 +15,12 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -268,7 +271,9 @@ def test_multipart_with_object_lock_and_sse(s3, node, tmp_path):
     composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
     assert head["ChecksumSHA256"] == f"{composite}-3"
     assert head["ChecksumType"] == "COMPOSITE"
-    assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    # Read once: the whole-file SHA-256 is known only after the last part, so it is in the
+    # manifest (checked below), not in the metadata set at CreateMultipartUpload.
+    assert "sha256" not in head["Metadata"] and head["Metadata"]["workflow-uid"] == WORKFLOW_UID
     assert head["ContentLength"] == len(data)
     assert client.get_object(Bucket=LOCKED, Key=KEY)["Body"].read() == data
 
@@ -290,6 +295,7 @@ def test_multipart_with_object_lock_and_sse(s3, node, tmp_path):
     assert manifest["sse"] == {"algorithm": "AES256", "kms_key_id": ""}
     assert manifest["upload"]["method"] == "multipart" and manifest["upload"]["parts"] == 3
     assert manifest["upload"]["checksum"] == f"{composite}-3"
+    assert manifest["checkpoint"]["sha256"] == hashlib.sha256(data).hexdigest() == outputs(tmp_path)["sha256"]
     assert manifest["evidence"]["version_id"] == head["VersionId"] == outputs(tmp_path)["version-id"]
     assert s3.incomplete_uploads(LOCKED) == []
     assert list(node.iterdir()) == []
@@ -379,6 +385,94 @@ def test_stored_parts_that_differ_fail_verification(s3, node, tmp_path):
     one_error_line(result, "verification of", "stored checksum", "archive stays on node node-1")
     assert [p.name for p in node.iterdir()] == [ARCHIVE]
     assert MANIFEST not in keys(s3, BUCKET)
+
+
+@pytest.mark.parametrize("part_mib, parts, at_once", [(5, 7, 4), (16, 3, 2)])
+def test_parts_go_concurrently_within_a_memory_bound(s3, node, tmp_path, monkeypatch, part_mib, parts, at_once):
+    """One read, parts in parallel, at most copy.MAX_PARTS_IN_FLIGHT (4) parts and at most
+    copy.PARTS_MEMORY (32 MiB) of the archive at once: a part is read only when a slot is free, so
+    S3 never sees more UploadParts in flight than that. The stand-in holds the first parts until
+    `at_once` are in flight together (the previous code sent one at a time: it never got there)."""
+    from standin import s3 as standin_s3
+
+    original, lock = standin_s3._Middleware._upload, threading.Lock()
+    state = {"now": 0, "most": 0}
+    reached = threading.Event()
+
+    def counting(self, environ, start_response, before_store=None):
+        if "partNumber" not in environ.get("QUERY_STRING", ""):
+            return original(self, environ, start_response, before_store)
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            if state["now"] >= at_once:
+                reached.set()
+        try:
+            reached.wait(10)
+            return original(self, environ, start_response, before_store)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(standin_s3._Middleware, "_upload", counting)
+    data = make_archive(node, (parts - 1) * part_mib * MiB + 4096)
+    result = run_copy(s3, flags(s3, node, tmp_path, part_size=str(part_mib * MiB)))
+    assert result.returncode == 0, result.stderr
+    assert reached.is_set() and state["most"] == at_once, state
+    assert f"{parts} parts of {part_mib * MiB} bytes, {at_once} at a time" in result.stdout
+    assert len([r for r in s3.requests if "partNumber" in r[2]]) == parts
+    assert s3.client().get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
+    assert outputs(tmp_path)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_part_failing_while_others_are_in_flight_aborts_and_keeps_the_archive(s3, node, tmp_path):
+    """Part 3 of 7 refused (403, not retried) while parts 1, 2 and 4 are on their way: no new part
+    is read or sent after it, the parts in flight finish, the upload is aborted, nothing is stored,
+    and the archive stays on the node untouched."""
+    data = make_archive(node, 31 * MiB)
+    s3.fail_requests(1, status=403, method="PUT", query_contains="partNumber=3")
+    result = run_copy(s3, flags(s3, node, tmp_path, part_size=str(5 * MiB)))
+    assert result.returncode == 1
+    one_error_line(result, "upload part 3", "403 AccessDenied", "archive stays on node node-1")
+    assert (node / ARCHIVE).read_bytes() == data
+    assert s3.incomplete_uploads(BUCKET) == [] and keys(s3, BUCKET) == []
+    assert [r for r in s3.requests if r[0] == "DELETE" and "uploadId" in r[2]]
+    assert outputs(tmp_path) == {}
+
+
+def test_terminated_mid_upload_stops_the_parts_aborts_and_keeps_the_archive(s3, node, tmp_path, monkeypatch):
+    """Argo's deadline (SIGTERM) while parts are in flight: no part is started after it, the parts
+    on their way finish, the multipart upload is aborted (S3 keeps nothing) and the archive stays."""
+    from standin import s3 as standin_s3
+
+    original, arrived, release = standin_s3._Middleware._upload, threading.Event(), threading.Event()
+
+    def holding(self, environ, start_response, before_store=None):
+        if "partNumber" in environ.get("QUERY_STRING", ""):
+            arrived.set()
+            release.wait(20)
+        return original(self, environ, start_response, before_store)
+
+    monkeypatch.setattr(standin_s3._Middleware, "_upload", holding)
+    data = make_archive(node, 31 * MiB)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environ.update(s3.env(), STEP_RETRY_BASE_DELAY="0.01", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    values = flags(s3, node, tmp_path, part_size=str(5 * MiB))
+    argv = [sys.executable, "-m", "steps.copy", *(f"--{k}={v}" for k, v in values.items())]
+    step = subprocess.Popen(argv, env=environ, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert arrived.wait(30)
+        step.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the signal is handled while the parts are held
+        release.set()
+        _, stderr = step.communicate(timeout=60)
+    finally:
+        release.set()
+        step.kill()
+    assert step.returncode == 130, stderr
+    assert (node / ARCHIVE).read_bytes() == data
+    assert s3.incomplete_uploads(BUCKET) == [] and keys(s3, BUCKET) == []
+    assert len([r for r in s3.requests if "partNumber" in r[2]]) <= 4  # the ones in flight, no more
 
 
 def test_retry_after_success_repeats_the_outputs(s3, node, tmp_path):
@@ -684,6 +778,22 @@ def test_a_retry_of_the_same_run_keeps_what_it_stored(s3, node, tmp_path, size):
     assert len(s3.client().list_object_versions(Bucket=LOCKED).get("Versions", [])) == 2
     assert s3.incomplete_uploads(LOCKED) == []
     assert 412 in [r[3] for r in s3.requests]
+
+
+def test_a_retry_on_a_store_without_checksums_reads_the_object_back_to_know_it(s3, node, tmp_path):
+    """A multipart object has no sha256 metadata (read once: not known at CreateMultipartUpload);
+    on a store that answers no checksums, the 412 of a retry of the same run is resolved by reading
+    the object back from S3 (never the file again) and comparing its SHA-256."""
+    data = make_archive(node, 11 * MiB)
+    s3.strip_checksums = True
+    values = flags(s3, node, tmp_path, part_size=str(5 * MiB))
+    assert run_copy(s3, values).returncode == 0
+    first = outputs(tmp_path)
+    put_back(node, data)
+    again = run_copy(s3, values)
+    assert again.returncode == 0, again.stderr
+    assert "already holds this archive" in again.stdout
+    assert outputs(tmp_path) == first and list(node.iterdir()) == []
 
 
 def test_keys_are_unique_per_workflow_run(s3, node, tmp_path):
