@@ -25,32 +25,13 @@ from collections.abc import Callable
 from standin.kube.errors import ApiError, Cause
 from standin.kube.patches import patcher_for
 from standin.kube.resources import ResourceType
+from standin.kube.selectors import selector_string
 from standin.kube.serving import Request, Response
 from standin.kube.store import Store
 from standin.kube.validation import invalid
 
 SCALABLE = ("deployments", "replicasets", "statefulsets")
 SCALE_TYPE = ResourceType("autoscaling", "v1", "scale", "Scale")
-
-
-def selector_string(selector: dict | None) -> str:
-    """metav1.LabelSelectorAsSelector(s).String(): requirements sorted by key, comma-joined."""
-    selector = selector or {}
-    requirements: list[tuple[str, str]] = []
-    for key, value in (selector.get("matchLabels") or {}).items():
-        requirements.append((key, f"{key}={value}"))
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator"), sorted(expr.get("values") or [])
-        text = {
-            "In": f"{key} in ({','.join(values)})",
-            "NotIn": f"{key} notin ({','.join(values)})",
-            "Exists": key,
-            "DoesNotExist": f"!{key}",
-        }.get(op)
-        if text is None:
-            raise ApiError(400, f'"{op}" is not a valid label selector operator')
-        requirements.append((key, text))
-    return ",".join(text for _, text in sorted(requirements, key=lambda r: r[0]))
 
 
 def scale_of(parent: dict) -> dict:

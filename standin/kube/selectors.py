@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from standin.kube.errors import bad_request
+from standin.kube.errors import ApiError, bad_request
 from standin.kube.resources import ResourceType
 from standin.kube.validation import label_key_problem, label_value_problem
 
@@ -92,6 +92,32 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
 def labels_match(requirements: Iterable[Requirement], obj: dict) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return all(r.matches(labels) for r in requirements)
+
+
+def selector_string(selector: dict | None) -> str:
+    """metav1.LabelSelectorAsSelector(s).String(): requirements sorted by key, comma-joined."""
+    selector = selector or {}
+    requirements: list[tuple[str, str]] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        requirements.append((key, f"{key}={value}"))
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key", ""), expr.get("operator"), sorted(expr.get("values") or [])
+        text = {
+            "In": f"{key} in ({','.join(values)})",
+            "NotIn": f"{key} notin ({','.join(values)})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(op)
+        if text is None:
+            raise ApiError(400, f'"{op}" is not a valid label selector operator')
+        requirements.append((key, text))
+    return ",".join(text for _, text in sorted(requirements, key=lambda r: r[0]))
+
+
+def label_selector_matches(selector: dict | None, labels: dict) -> bool:
+    """A metav1.LabelSelector object (matchLabels, matchExpressions; {} selects everything) against
+    labels, through the same string form the API server converts it to."""
+    return labels_match(parse_label_selector(selector_string(selector)), {"metadata": {"labels": labels}})
 
 
 _FIELD_TERM = re.compile(r"^([^=!]+?)\s*(==|=|!=)\s*(.*)$")

@@ -58,6 +58,7 @@ from celpy.adapter import json_to_cel
 from standin.kube.auth import User
 from standin.kube.errors import ApiError
 from standin.kube.resources import ResourceType
+from standin.kube.selectors import label_selector_matches
 from standin.kube.store import Store
 
 logging.getLogger("celpy").setLevel(logging.WARNING)
@@ -268,7 +269,7 @@ class ValidatingAdmissionPolicies:
         if not self._namespace_selected(constraints.get("namespaceSelector") or {}, attrs):
             return False
         selector = constraints.get("objectSelector") or {}
-        if not any(_selects(selector, (o.get("metadata") or {}).get("labels") or {})
+        if not any(label_selector_matches(selector, (o.get("metadata") or {}).get("labels") or {})
                    for o in (attrs.obj, attrs.old) if o is not None):
             return False
         if any(_rule_matches(rule, attrs) for rule in constraints.get("excludeResourceRules") or []):
@@ -279,12 +280,12 @@ class ValidatingAdmissionPolicies:
     def _namespace_selected(self, selector: dict, attrs: Attributes) -> bool:
         """A cluster-scoped object other than a Namespace always matches; a Namespace by its own labels."""
         if attrs.rt.plural == "namespaces":
-            return any(_selects(selector, (o.get("metadata") or {}).get("labels") or {})
+            return any(label_selector_matches(selector, (o.get("metadata") or {}).get("labels") or {})
                        for o in (attrs.obj, attrs.old) if o is not None)
         if not attrs.namespace:
             return True
         namespace = self.store.find(self.store.types["namespaces"], None, attrs.namespace) or {}
-        return _selects(selector, (namespace.get("metadata") or {}).get("labels") or {})
+        return label_selector_matches(selector, (namespace.get("metadata") or {}).get("labels") or {})
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -439,26 +440,6 @@ def _describe(exc: celpy.CELEvalError) -> tuple[str, bool]:
     if text.startswith("no such member in mapping: "):
         return "no such key: " + text.removeprefix("no such member in mapping: ").strip("'"), False
     return text.splitlines()[0], False
-
-
-def _selects(selector: dict, labels: dict) -> bool:
-    """metav1.LabelSelectorAsSelector: matchLabels and matchExpressions; {} selects everything."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise ApiError(500, f"the stand-in cannot evaluate label selector operator {op!r}")
-    return True
 
 
 def _rule_matches(rule: dict, attrs: Attributes) -> bool:
