@@ -184,3 +184,22 @@ def test_token_secret_is_filled_and_mounted(kube):
     assert stuck["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
     events = [e for e in kube.list("events", WORKFLOW_NAMESPACE) if e["involvedObject"]["name"] == "bad"]
     assert [(e["reason"], e["message"]) for e in events] == [("FailedMount", message)]
+
+
+def test_a_token_secret_without_its_account_is_deleted(kube):
+    """tokens_controller.go syncSecret: a kubernetes.io/service-account-token Secret whose
+    ServiceAccount does not exist is deleted ("service account does not exist, deleting token"),
+    and deleting an account takes its token Secrets along; a filled Secret carries the account's uid."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+              "metadata": {"name": "ghost-token", "namespace": "default",
+                           "annotations": {"kubernetes.io/service-account.name": "ghost"}}}
+    kube.apply([secret])
+    assert kube.get("secrets", "default", "ghost-token") is None
+    account = kube.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                           "metadata": {"name": "ghost", "namespace": "default"}}])[0]
+    kube.apply([secret])
+    filled = kube.get("secrets", "default", "ghost-token")
+    assert filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"] == account["metadata"]["uid"]
+    core = client.CoreV1Api(api_for(kube, kube.token))
+    core.delete_namespaced_service_account("ghost", "default")
+    assert kube.get("secrets", "default", "ghost-token") is None

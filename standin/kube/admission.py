@@ -98,15 +98,22 @@ def _b64(text: str) -> str:
 
 
 def populate_token_secrets(store: Store, tokens: Tokens, ca_pem: Callable[[], str]) -> None:
-    """The token controller: fill every unfilled token Secret whose ServiceAccount exists."""
+    """The token controller (tokens_controller.go, syncSecret): a token Secret whose ServiceAccount
+    does not exist is deleted; an unfilled one of an existing account gets token, ca.crt, namespace
+    and the account's uid annotation (generateTokenIfNeeded)."""
     rt_secret, rt_sa = store.types["secrets"], store.types["serviceaccounts"]
     for secret in store.list(rt_secret):
-        if secret.get("type") != TOKEN_SECRET_TYPE or (secret.get("data") or {}).get("token"):
+        if secret.get("type") != TOKEN_SECRET_TYPE:
             continue
         meta = secret["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         account = (meta.get("annotations") or {}).get(SA_NAME_ANNOTATION)
-        if not account or store.find(rt_sa, namespace, account) is None:
+        service_account = store.find(rt_sa, namespace, account) if account else None
+        if service_account is None:
+            if account:  # syncSecret: "service account does not exist, deleting token"
+                store.remove(rt_secret, namespace, name)
+            continue
+        if (secret.get("data") or {}).get("token"):
             continue
 
         def valid(ns: str = namespace, sa: str = account, sname: str = name) -> bool:
@@ -116,7 +123,9 @@ def populate_token_secrets(store: Store, tokens: Tokens, ca_pem: Callable[[], st
         token = tokens.issue(service_account_user(namespace, account), valid)
         data = dict(secret.get("data") or {})
         data.update({"token": _b64(token), "ca.crt": _b64(ca_pem()), "namespace": _b64(namespace)})
-        store.patch(rt_secret, namespace, name, "application/merge-patch+json", {"data": data})
+        annotations = {SA_UID_ANNOTATION: service_account["metadata"]["uid"]}
+        store.patch(rt_secret, namespace, name, "application/merge-patch+json",
+                    {"metadata": {"annotations": annotations}, "data": data})
 
 
 def ensure_default_service_account(store: Store, namespace: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -108,7 +109,7 @@ class FakeKube:
     def kubeconfig_for(self, token: str) -> Path:
         """A kubeconfig presenting `token` (written once per token, 0600)."""
         self._running()
-        path = self.workdir / "kubeconfigs" / f"{abs(hash(token)):x}"
+        path = self.workdir / "kubeconfigs" / hashlib.sha256(token.encode()).hexdigest()[:32]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             self._write_kubeconfig(path, token)

@@ -165,12 +165,9 @@ def _object(node: Node, path: str) -> tuple[Node | None, str | None]:
             continue
         if more is None:
             return child, pipe
-        if child.kind == "object":
-            value, inner = _object(child, more)
-        elif child.kind == "array":
-            value, inner = _array(child, more)
-        else:
+        if child.kind not in ("object", "array"):
             continue  # a scalar under a matching key: keep scanning for another occurrence
+        value, inner = _descend(child, more)
         if inner is not None:
             pipe = inner
         if value is not None:
@@ -189,13 +186,15 @@ def _array(node: Node, path: str) -> tuple[Node | None, str | None]:
     child = node.items[index]
     if more is None:
         return child, pipe
-    if child.kind == "object":
-        value, inner = _object(child, more)
-    elif child.kind == "array":
-        value, inner = _array(child, more)
-    else:
+    if child.kind not in ("object", "array"):
         return None, pipe
+    value, inner = _descend(child, more)
     return value, inner if inner is not None else pipe
+
+
+def _descend(child: Node, more: str) -> tuple[Node | None, str | None]:
+    """The rest of the path inside an object or array child."""
+    return _object(child, more) if child.kind == "object" else _array(child, more)
 
 
 # --- modifiers and sub-selectors --------------------------------------------------------------
