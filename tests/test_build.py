@@ -112,23 +112,27 @@ def _build_cli(policy_file: Path, out: Path) -> subprocess.CompletedProcess:
 
 
 def test_build_out_removes_only_files_it_generated(tmp_path):
-    """A policy removed from response.yaml takes its Sensor file with it; a file we did not write stays,
-    even one in a generated folder."""
+    """Objects a setting no longer asks for (platform openshift -> kubernetes: the SCC and its Role)
+    go with their files, and a folder left empty with them; a file we did not write stays, even one
+    in a generated folder."""
     out = tmp_path / "out"
     policy = ROOT / "response.yaml"
-    assert _build_cli(policy, out).returncode == 0
+    openshift = yaml.safe_load(policy.read_text())
+    openshift["settings"]["platform"] = "openshift"
+    openshift_file = tmp_path / "response.yaml"
+    openshift_file.write_text(yaml.safe_dump(openshift, sort_keys=False))
+    assert _build_cli(openshift_file, out).returncode == 0
+    gone = ["openshift/securitycontextconstraints-falco-response-hostpath.yaml",
+            "rbac/role-falco-response-hostpath-scc.yaml", "rbac/rolebinding-falco-response-hostpath-scc.yaml"]
+    assert all((out / rel).is_file() for rel in gone)
     (out / "notes.txt").write_text("mine")
     (out / "sensors" / "my-sensor.yaml").write_text("kind: Sensor\n")
-    fewer = yaml.safe_load(policy.read_text())
-    dropped = fewer["policies"].pop()["name"]
-    fewer_file = tmp_path / "response.yaml"
-    fewer_file.write_text(yaml.safe_dump(fewer, sort_keys=False))
-    done = _build_cli(fewer_file, out)
+    done = _build_cli(policy, out)
     assert done.returncode == 0, done.stderr
-    assert not (out / f"sensors/sensor-falco-response-{dropped}.yaml").exists()
+    assert [rel for rel in gone if (out / rel).exists()] == [] and not (out / "openshift").exists()
     assert (out / "notes.txt").read_text() == "mine" and (out / "sensors/my-sensor.yaml").exists()
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
-    assert f"sensors/sensor-falco-response-{dropped}.yaml" not in kustomization["resources"]
+    assert not set(gone) & set(kustomization["resources"]) and (out / "rbac/clusterrole-falco-response-verify.yaml").is_file()
 
 
 def test_build_out_refuses_to_overwrite_a_foreign_file(tmp_path):

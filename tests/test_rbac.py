@@ -127,6 +127,7 @@ def test_the_executor_token_secret_exists_where_an_executor_account_is_used():
     account without `secrets`); since Kubernetes 1.24 nothing creates it, so build/ must."""
     objects = _load_rbac()
     secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects if o["kind"] == "Secret"}
+    checked = 0
     for path in sorted((BUILD / "pipelines").glob("*.yaml")):
         wt = yaml.safe_load(path.read_text())
         for template in wt["spec"]["templates"]:
@@ -139,3 +140,5 @@ def test_the_executor_token_secret_exists_where_an_executor_account_is_used():
             assert secret is not None, f"{path.name}: {template['name']}: no token Secret for {executor}"
             assert secret["type"] == "kubernetes.io/service-account-token"
             assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == executor
+            checked += 1
+    assert checked, "no template names an executor account: nothing was checked"
