@@ -106,11 +106,10 @@ def falcosidekick_values(cfg: ResponseConfig) -> dict:
 
 def _kubelet_ca_configmap(cfg: ResponseConfig) -> tuple[str, str] | None:
     """(ConfigMap, key) create-secrets.sh must fill, or None: kube-root-ca.crt is in every namespace already."""
-    tls = cfg.settings.checkpoint.kubelet_tls
-    name = getattr(tls, "ca_bundle_configmap", None)
-    if not name or name == names.KUBE_ROOT_CA_CONFIGMAP or getattr(tls, "insecure_skip_verify", False):
+    tls = cfg.settings.checkpoint.kubelet_tls  # insecure_skip_verify leaves no ConfigMap (KubeletTLS._one)
+    if tls.ca_bundle_configmap in (None, names.KUBE_ROOT_CA_CONFIGMAP):
         return None
-    return name, getattr(tls, "ca_bundle_key", None) or "ca.crt"
+    return tls.ca_bundle_configmap, tls.ca_bundle_key
 
 
 def secret_commands(cfg: ResponseConfig) -> str:
@@ -304,7 +303,8 @@ def _previous_outputs(out_dir: Path) -> set[str]:
             doc = yaml.safe_load(kustomization.read_text())
         except yaml.YAMLError:
             doc = None
-        listed |= {r for r in (doc or {}).get("resources") or [] if isinstance(r, str)} if isinstance(doc, dict) else set()
+        if isinstance(doc, dict):
+            listed |= {r for r in doc.get("resources") or [] if isinstance(r, str)}
     return listed
 
 

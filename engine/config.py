@@ -17,7 +17,6 @@ from engine import names
 
 # The facts the steps check values against live in engine.patterns (no third-party imports: a
 # step's start-up must not load pydantic or YAML); this module uses and re-exports them.
-from engine import patterns
 from engine.patterns import (
     CONFIGMAP_KEY,
     DEFAULT_PROTECTED,
@@ -32,8 +31,6 @@ from engine.patterns import (
     S3_PREFIX,
     SEVERITY,
 )
-
-ALERT_TIME = patterns.ALERT_TIME  # sensors/policies.py reads it from here
 
 _THRESHOLD = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([A-Za-z]+)\s*$")
 
@@ -409,8 +406,8 @@ class Policy(_Model):
     @classmethod
     def _name(cls, v: str) -> str:
         _dns_label(v, "policy name")
-        if len(names.sensor_name(v)) > 63:
-            raise ValueError(f"policy name {v!r} is too long (its Sensor name must fit 63 characters)")
+        if len(v) > names.POLICY_NAME_MAX:
+            raise ValueError(f"policy name {v!r} is longer than {names.POLICY_NAME_MAX} characters")
         return v
 
 

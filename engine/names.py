@@ -56,9 +56,9 @@ SLACK_WEBHOOK_URL_ENV = "SLACK_WEBHOOK_URL"
 NOTIFY_WEBHOOK_URL_ENV = "WEBHOOK_URL"
 
 
-def sensor_name(policy: str) -> str:
-    """The name each policy's Sensor had (one Sensor per policy); kept as the policy-name length bound."""
-    return f"falco-response-{policy}"
+# A policy name's length bound: what its own Sensor name (`falco-response-<policy>`, 63 at most)
+# allowed when each policy had one; kept so that a policy file valid before stays valid, and back.
+POLICY_NAME_MAX = 48
 
 
 # One Sensor, one trigger, whatever the number of policies (sensors.policies); the Sensor lists the

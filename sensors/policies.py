@@ -62,7 +62,8 @@ from hera.events import models as ev
 from hera.events.models.io.k8s.apimachinery.pkg.apis.meta.v1 import ObjectMeta
 
 from engine import names
-from engine.config import ALERT_TIME, ConfigError, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
+from engine.config import ConfigError, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
+from engine.patterns import ALERT_TIME
 
 NS = "body.output_fields.k8s\\.ns\\.name"
 POD = "body.output_fields.k8s\\.pod\\.name"
@@ -405,15 +406,16 @@ def policy_parameter_template(dest: str, choice: str) -> str:
 
 
 def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
-    chosen = {
-        dest: policy_parameter_template(dest, first_match(own, lambda p, d=dest: policy_values(*policy_row(p))[d]))
-        for dest in policy_values(*policy_row(own[0]))
-    }
+    by_name = {p.name: policy_values(*policy_row(p)) for p in own}  # policy names are unique (config)
+
+    def chosen(dest: str) -> ev.TriggerParameter:
+        return _param(dest, template=policy_parameter_template(dest, first_match(own, lambda p: by_name[p.name][dest])))
+
     return [
-        _param("metadata.name", template=chosen["metadata.name"]),
-        _param(LABEL % _sjson_key(names.LABEL_POLICY), template=chosen[LABEL % _sjson_key(names.LABEL_POLICY)]),
-        _param(LABEL % _sjson_key(names.LABEL_PIPELINE), template=chosen[LABEL % _sjson_key(names.LABEL_PIPELINE)]),
-        _param(LABEL % _sjson_key(names.LABEL_SEVERITY), template=chosen[LABEL % _sjson_key(names.LABEL_SEVERITY)]),
+        chosen("metadata.name"),
+        chosen(LABEL % _sjson_key(names.LABEL_POLICY)),
+        chosen(LABEL % _sjson_key(names.LABEL_PIPELINE)),
+        chosen(LABEL % _sjson_key(names.LABEL_SEVERITY)),
         _param(LABEL % _sjson_key(names.LABEL_NAMESPACE), template="{{ " + NS_T + " }}"),
         _param(LABEL % _sjson_key(names.LABEL_POD), template="{{ " + POD_T + ' | trunc 63 | trimAll "-." }}'),
         _param(
@@ -425,8 +427,8 @@ def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
             ANNOTATION % _sjson_key(names.ARGO_TITLE),
             template="{{ .Input.body.rule }}: {{ " + NS_T + " }}/{{ " + POD_T + " }}",
         ),
-        _param(ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION), template=chosen[ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION)]),
-        _param("spec.workflowTemplateRef.name", template=chosen["spec.workflowTemplateRef.name"]),
+        chosen(ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION)),
+        chosen("spec.workflowTemplateRef.name"),
         _param(ARG % _index("namespace"), template="{{ " + NS_T + " }}"),
         _param(ARG % _index("pod"), template="{{ " + POD_T + " }}"),
         _param(ARG % _index("container-id"), template="{{ " + CID_T + " }}"),
@@ -439,8 +441,8 @@ def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
         _param(ARG % _index("rule"), key="body.rule"),
         _param(ARG % _index("priority"), key="body.priority"),
         _param(ARG % _index("alert-time"), key="body.time"),
-        _param(ARG % _index("policy"), template=chosen[ARG % _index("policy")]),
-        _param(ARG % _index("dry-run"), template=chosen[ARG % _index("dry-run")]),
+        chosen(ARG % _index("policy")),
+        chosen(ARG % _index("dry-run")),
         _param(ARG % _index("alert"), key="body"),
     ]
 

@@ -59,6 +59,7 @@ def _error(mutate) -> str:
         (lambda r: r["policies"][0]["match"].update(rulez=["x"]), "policies[0].match.rulez: unknown key"),
         (lambda r: r["policies"][2].update(name="checkpoint-on-tag", dry_run="maybe"), "policies[2].dry_run"),
         (lambda r: r["policies"].append(dict(r["policies"][0])), "policy name 'drop-and-execute' is used twice"),
+        (lambda r: r["policies"][0].update(name="p" * 49), f"policies[0].name: policy name '{'p' * 49}' is longer than 48"),
         (lambda r: r["settings"]["checkpoint"].update(path="ssh"), "settings.checkpoint.path"),
         (lambda r: r["settings"]["checkpoint"]["kubelet_tls"].update(insecure_skip_verify=True),
          "settings.checkpoint.kubelet_tls: set either ca_bundle_configmap or insecure_skip_verify"),
