@@ -90,6 +90,7 @@ class Demo:
         self.kubelet_tls = kubelet_tls
         self.reverse_shell = reverse_shell
         self.token = secrets.token_urlsafe(24)
+        self._falcosidekick_outputs: dict[str, Any] = {}  # token -> the Falcosidekick deployed with it
         self.kube = None
         self.s3 = None
         self.webhook: WebhookServer | None = None
@@ -222,7 +223,7 @@ class Demo:
         create-secrets.sh makes for `token` (standin.falcosidekick runs it against a stand-in kubectl)."""
         from standin import falcosidekick
 
-        cache = self.__dict__.setdefault("_falcosidekick_outputs", {})
+        cache = self._falcosidekick_outputs
         if token not in cache:
             first = next(iter(cache.values()), None)  # the same cluster: the script reuses the certificate
             cache[token] = falcosidekick.from_build(self.build_dir, token, self.workdir / f"falcosidekick-{len(cache)}",

@@ -268,14 +268,18 @@ def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: st
     return decision
 
 
+def severity_name(name: str, pipeline: str, params: dict[str, str]) -> tuple[str, int]:
+    """(NAME renamed for the severity of PIPELINE and the dry-run parameter, that severity); a name
+    names.workflow_name did not make stays."""
+    severity = names.response_severity(pipeline, params.get("dry-run") == "true")
+    parsed = names.parse_workflow_name(name)
+    return (names.workflow_name(parsed[0], severity) if parsed else name), severity
+
+
 def set_severity(workflow: dict, pipeline: str) -> None:
     """Name and severity label for PIPELINE (and the dry-run parameter): a Workflow of another severity."""
-    params = sensorsim.workflow_parameters(workflow)
-    severity = names.response_severity(pipeline, params.get("dry-run") == "true")
     meta = workflow["metadata"]
-    parsed = names.parse_workflow_name(meta.get("name") or "")
-    if parsed:
-        meta["name"] = names.workflow_name(parsed[0], severity)
+    meta["name"], severity = severity_name(meta.get("name") or "", pipeline, sensorsim.workflow_parameters(workflow))
     meta.setdefault("labels", {})[names.LABEL_SEVERITY] = str(severity)
 
 

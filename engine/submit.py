@@ -101,10 +101,7 @@ def build_command(
             raise SubmitError(f"parameter {key}: {params[key]!r} is not one of {enum}")
     if name:
         # the pipeline and dry-run decide the severity: a submit of another severity is another Workflow
-        severity = names.response_severity(pipeline, params.get("dry-run") == "true")
-        parsed = names.parse_workflow_name(name)
-        if parsed:
-            name = names.workflow_name(parsed[0], severity)
+        name, severity = simulate.severity_name(name, pipeline, params)
         labels[names.LABEL_SEVERITY] = str(severity)
     namespace = wt["metadata"].get("namespace", "default")
     argv = ["argo", "submit", "--from", f"workflowtemplate/{wt['metadata']['name']}", "-n", namespace]

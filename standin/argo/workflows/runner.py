@@ -122,12 +122,9 @@ class LocalRunner:
 
     def custom_api(self):
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            configuration = client.Configuration()
-            config.load_kube_config(config_file=str(self.kube.kubeconfig), client_configuration=configuration)
-            configuration.retries = False
-            api_client = client.ApiClient(configuration)
+            api_client = _api_client(self.kube.kubeconfig)
             self._api = client.CustomObjectsApi(api_client)
             self._core = client.CoreV1Api(api_client)
         return self._api
@@ -143,15 +140,10 @@ class LocalRunner:
 
         `token`: whose identity submits (the Sensor's ServiceAccount, as Argo Events' argoWorkflow
         trigger runs `argo submit` in the Sensor pod); the admin's when not given."""
-        from kubernetes import client, config
+        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        api = self.custom_api()
-        if token is not None:
-            configuration = client.Configuration()
-            config.load_kube_config(config_file=str(self.kube.kubeconfig_for(token)), client_configuration=configuration)
-            configuration.retries = False
-            api = client.CustomObjectsApi(client.ApiClient(configuration))
+        api = self.custom_api() if token is None else client.CustomObjectsApi(_api_client(self.kube.kubeconfig_for(token)))
         ns = workflow["metadata"]["namespace"]
         try:
             return True, api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, workflow)
@@ -634,6 +626,16 @@ class _Run:
         PodRun(self.r, self.wfctx, created, template, timing, progress).run(att)
         if att.phase == "Running":
             att.phase = "Error"
+
+
+def _api_client(kubeconfig):
+    """An API client for that kubeconfig, urllib3 retries off."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 def _status_message(exc) -> str:
