@@ -49,16 +49,12 @@ from urllib.parse import quote
 
 from engine.patterns import NODE_ADDRESS_TYPES
 from steps import common
-from steps.common import Refused, StepError
+from steps.common import STATUS_CONTAINER_ID, STATUS_LISTS, Refused, StepError
 
-SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 DEFAULT_KUBELET_PORT = 10250
 RETRIED = (429, 502, 503, 504)
 KUBELET_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
 PATHS = ("kubelet", "apiserver-proxy")
-FULL_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
-STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 
 
 class Answer(Exception):
@@ -101,7 +97,7 @@ def parse(argv: Sequence[str] | None):
     parser.flag("container", common.dns_label)
     parser.flag("node", common.dns_subdomain)
     parser.flag("pod-uid", common.matching(common.UID, "the pod UID verify read"))
-    parser.flag("container-id", common.matching(FULL_CONTAINER_ID, "the full 64-hex container id verify resolved"))
+    parser.flag("container-id", common.matching(common.FULL_CONTAINER_ID, "the full 64-hex container id verify resolved"))
     parser.flag("path", common.one_of(*PATHS), default="kubelet")
     parser.flag("timeout", default="120")
     parser.flag("ca-bundle", common._scalar, default="")
@@ -228,12 +224,9 @@ def kubelet_address(api_client, node_name: str, kinds: Sequence[str] = ("Interna
 def credentials(api_client) -> tuple[dict[str, str], tuple[str, str] | None]:
     """Bearer token (the pod's projected SA token, else the kubeconfig's), or a client certificate."""
     configuration = api_client.configuration
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(SA_TOKEN):
-        with open(SA_TOKEN) as handle:  # re-read: the projected token rotates
-            return {"Authorization": f"Bearer {handle.read().strip()}"}, None
-    token = configuration.token()
-    if token:
-        return {"Authorization": token if token.lower().startswith("bearer ") else f"Bearer {token}"}, None
+    authorization = configuration.authorization()  # in a pod, the projected token file, re-read (it rotates)
+    if authorization:
+        return {"Authorization": authorization}, None
     if configuration.cert_file and configuration.key_file:
         return {}, (configuration.cert_file, configuration.key_file)
     raise StepError("no bearer token or client certificate to present to the kubelet")

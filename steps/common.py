@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +31,9 @@ CONTAINER_ID = re.compile(r"[0-9a-f]{12}|[0-9a-f]{64}")  # used with fullmatch, 
 RULE = re.compile(FALCO_RULE_NAME)
 RFC3339 = re.compile(ALERT_TIME)
 UID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
+FULL_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")  # <runtime>://<64 hex> in a pod's status
+STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 MAX_VALUE = 4096  # no legitimate scalar parameter is longer
 
 
@@ -137,6 +140,31 @@ dns_label = matching(DNS1123_LABEL, "a DNS-1123 label")
 dns_subdomain = matching(DNS1123_SUBDOMAIN, "a DNS-1123 subdomain")  # the pattern bounds it to 253
 container_id = matching(CONTAINER_ID, "a 12- or 64-hex container id")
 alert_time = matching(RFC3339, "an RFC 3339 time")
+
+
+def alert_datetime(value: str) -> datetime:
+    """An --alert-time (Falco's `time`: any offset, up to nanoseconds) as an aware datetime, to the microsecond."""
+    found = RFC3339.fullmatch(value)
+    if not found:
+        raise Refused(f"alert-time: {value[:80]!r} is not an RFC 3339 time")
+    fraction, zone = found.group(1) or ".", found.group(2)
+    try:
+        when = datetime.fromisoformat(value[:19] + ("+00:00" if zone == "Z" else zone))
+    except ValueError:  # matches the pattern but names no such moment (2026-02-30, 25:00)
+        raise Refused(f"alert-time: {value[:80]!r} is not a valid time") from None
+    return when + timedelta(microseconds=int((fraction[1:] + "000000")[:6]))
+
+
+def whole(low: int, high: int) -> Callable[[str, object], int]:
+    """A check for a whole number (ASCII digits: str.isdigit would pass '²', which int() refuses) from low to high."""
+
+    def check(name: str, value: object) -> int:
+        text = _scalar(name, value)
+        if not re.fullmatch(r"[0-9]{1,12}", text) or not low <= int(text) <= high:
+            raise Refused(f"{name}: {text[:40]!r} is not a whole number from {low} to {high}")
+        return int(text)
+
+    return check
 
 
 def priority(name: str, value: object) -> str:

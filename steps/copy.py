@@ -81,7 +81,6 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 MAX_ALERT_BYTES = 1024 * 1024
 MANIFEST_SCHEMA = "falco-response.io/evidence-manifest/v1"
-FULL_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 METADATA_MEMBERS = ("config.dump", "spec.dump", "status.dump")  # what names the container (module docstring)
 MAX_METADATA_BYTES = 4 * MiB  # a spec.dump with many env vars is ~100 KiB
 MAX_MEMBERS = 1_000_000
@@ -122,7 +121,7 @@ def parse(argv: Sequence[str] | None):
     args.namespace = common.dns_label("namespace", args.namespace)
     args.pod = common.dns_subdomain("pod", args.pod)
     args.container = common.dns_label("container", args.container)
-    args.container_id = common.matching(FULL_CONTAINER_ID, "the full 64-hex container id verify resolved")(
+    args.container_id = common.matching(common.FULL_CONTAINER_ID, "the full 64-hex container id verify resolved")(
         "container-id", args.container_id
     )
     args.node = common.dns_subdomain("node", args.node)
@@ -203,15 +202,7 @@ def alert(text: str | None, b64: str | None) -> tuple[str, dict]:
 
 def alert_stamp(value: str) -> str:
     """RFC 3339 (any offset, up to nanoseconds, as Falco writes it) -> YYYYMMDDTHHMMSSZ in UTC."""
-    found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})", value)
-    if not found:
-        raise Refused(f"alert-time: {value[:80]!r} is not an RFC 3339 time")
-    zone = "+00:00" if found.group(2) == "Z" else found.group(2)
-    try:
-        when = datetime.fromisoformat(found.group(1) + zone)
-    except ValueError:
-        raise Refused(f"alert-time: {value[:80]!r} is not a valid time") from None
-    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return common.alert_datetime(value).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def archive_name(archive: str, pod: str, namespace: str, container: str) -> str:
@@ -338,7 +329,7 @@ def archive_identity(found: dict[str, bytes], where: str) -> dict:
             listed = "; ".join(f"{k}={str(v)[:16]!r}" for k, v in given.items())
             raise StepError(f"{where}: its metadata names different {what} ({listed}): not trusted as evidence")
     container_id = ids["config.dump id"]
-    if not isinstance(container_id, str) or not FULL_CONTAINER_ID.fullmatch(container_id):
+    if not isinstance(container_id, str) or not common.FULL_CONTAINER_ID.fullmatch(container_id):
         raise StepError(f"{where}: config.dump names no 64-hex container id ({str(container_id)[:80]!r})")
     pod_uid = next((v for v in uids.values() if v), "")
     if not common.UID.fullmatch(pod_uid):

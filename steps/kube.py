@@ -86,6 +86,13 @@ class Configuration:
                 raise ConfigError(f"cannot read the token file {self.token_file}: {exc.strerror}") from None
         return self._token
 
+    def authorization(self) -> str | None:
+        """The Authorization header for token(), if any (a kubeconfig token may carry its `Bearer `)."""
+        token = self.token()
+        if not token:
+            return None
+        return token if token.lower().startswith("bearer ") else f"Bearer {token}"
+
 
 def incluster_config() -> Configuration:
     """The pod's service account (InClusterConfigLoader: host, port, token file, ca.crt)."""
@@ -220,9 +227,9 @@ class ApiClient:
         if query:
             url += "?" + urlencode(query)
         sent = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
-        token = self.configuration.token()
-        if token:
-            sent["Authorization"] = token if token.lower().startswith("bearer ") else f"Bearer {token}"
+        authorization = self.configuration.authorization()
+        if authorization:
+            sent["Authorization"] = authorization
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -328,10 +335,6 @@ class NetworkingV1Api(_GroupApi):
 
 class CoordinationV1Api(_GroupApi):
     PREFIX = "/apis/coordination.k8s.io/v1"
-
-
-class BatchV1Api(_GroupApi):
-    PREFIX = "/apis/batch/v1"
 
 
 class CustomObjectsApi:

@@ -51,22 +51,13 @@ class Owner:
 
 def add_flags(parser: common.Parser) -> None:
     """verify's flags for the cap; without --max-responses-per-owner (0) there is no cap."""
-    parser.flag("max-responses-per-owner", lambda n, v: _integer(n, v, 0, 1000), default="0")
-    parser.flag("owner-window-seconds", lambda n, v: _integer(n, v, 60, 7 * 24 * 3600), default="3600")
+    parser.flag("max-responses-per-owner", common.whole(0, 1000), default="0")
+    parser.flag("owner-window-seconds", common.whole(60, 7 * 24 * 3600), default="3600")
     parser.flag("on-cap-exceeded", common.one_of(*ON_EXCEEDED), default="stop")
     parser.flag("pipeline", lambda n, v: common.optional(common.dns_label, n, v), default="")
     parser.flag("dry-run", common.boolean, default="false")
     parser.flag("workflow", lambda n, v: common.optional(common.workflow_ref, n, v), default="")
     parser.flag("workflow-uid", common.pod_uid, default="")
-
-
-def _integer(name: str, value: object, low: int, high: int) -> int:
-    text = common._scalar(name, value)
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise Refused(f"{name}: {text[:40]!r} is not a whole number from {low} to {high}")
-    return int(text)
-
-
 
 
 # --- the owner ------------------------------------------------------------------------------------
@@ -112,10 +103,6 @@ def top_owner(api, pod: dict) -> Owner | None:
 # --- record, then count -----------------------------------------------------------------------------
 
 
-def _micro_time() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _created(obj: dict) -> datetime | None:
     text = str(obj["metadata"].get("creationTimestamp") or "")
     try:
@@ -143,7 +130,7 @@ def lease(args, owner: Owner, pod: dict) -> dict:
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": meta,
-        "spec": {"holderIdentity": workflow, "leaseDurationSeconds": args.owner_window_seconds, "acquireTime": _micro_time()},
+        "spec": {"holderIdentity": workflow, "leaseDurationSeconds": args.owner_window_seconds, "acquireTime": common.now_rfc3339()},
     }
 
 
@@ -213,15 +200,17 @@ def scale_to_zero(api, owner: Owner) -> str:
     return f"scaled {owner} to 0 replicas ({running} running): its controller removes its pods"
 
 
-def enforce(args, pod: dict) -> None:
-    """Refuse (exit 1) when this response would go beyond the owner's cap; otherwise log the count."""
+def enforce(args, pod: dict, api) -> None:
+    """Refuse (exit 1) when this response would go beyond the owner's cap; otherwise log the count.
+
+    `api` is verify's own API client (one connection, one credentials read per step).
+    """
     cap = args.max_responses_per_owner
     if not cap:
         return
     where = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
     if not args.workflow:
         raise Refused("workflow: required with max-responses-per-owner (the response is recorded under its name)")
-    api = common.kube_api_client()
     owner = top_owner(api, pod)
     if owner is None:
         common.log(f"verify: blast radius: pod {where} has no controller, nothing replaces it: not capped")

@@ -131,10 +131,10 @@ def detaching_keys(selector: dict | None, labels: dict) -> set[str]:
 class Cluster:
     """The reads and writes this step makes, each wrapped in common.retry."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, api=None) -> None:
         from steps import kube as client
 
-        api = common.kube_api_client()
+        api = api or common.kube_api_client()  # verify passes the client it already has
         self.ns = namespace
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)

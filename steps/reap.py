@@ -42,17 +42,10 @@ ARCHIVE = re.compile(rf"checkpoint-{_POD}_{_NAME}-{_NAME}-{_TIME}\.tar")
 def parse(argv: Sequence[str] | None):
     parser = common.Parser("reap", __doc__.splitlines()[0])
     parser.flag("checkpoint-dir", absolute_path)
-    parser.flag("retention-seconds", lambda n, v: whole(n, v, 1, 10 * 366 * 86400))
-    parser.flag("interval-seconds", lambda n, v: whole(n, v, 0, 7 * 86400), default="0")
+    parser.flag("retention-seconds", common.whole(1, 10 * 366 * 86400))
+    parser.flag("interval-seconds", common.whole(0, 7 * 86400), default="0")
     parser.flag("node", lambda n, v: common.optional(common.dns_subdomain, n, v), default="")
     return parser.parse(argv)
-
-
-def whole(name: str, value: object, low: int, high: int) -> int:
-    text = common._scalar(name, value)
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise Refused(f"{name}: {text[:40]!r} is not a whole number from {low} to {high}")
-    return int(text)
 
 
 def absolute_path(name: str, value: object) -> str:

@@ -157,24 +157,21 @@ def action_text(args, steps: dict[str, dict]) -> str:
     def result(step: str) -> str:
         return steps.get(step, {}).get("outputs", {}).get("result", UNKNOWN)
 
+    def delete_text() -> str:
+        return {
+            "deleted": "pod deleted",
+            "already-gone": "pod was already gone",
+            "dry-run": "would have deleted the pod",
+        }.get(result("delete"), f"delete {steps['delete']['phase']}, result {result('delete')}")
+
     parts = []
     if "quarantine" in steps:
         parts.append(quarantine_text(steps["quarantine"]["phase"], result("quarantine")))
-        escalation = steps.get("delete", {})
-        if escalation.get("phase") not in (None, "not-run", "Omitted", "Skipped"):
+        if steps.get("delete", {}).get("phase") not in (None, "not-run", "Omitted", "Skipped"):
             # quarantine.on_not_isolated: delete ran after a not-isolated quarantine
-            parts.append("escalated to delete: " + {
-                "deleted": "pod deleted",
-                "already-gone": "pod was already gone",
-            }.get(result("delete"), f"delete {escalation['phase']}, result {result('delete')}"))
+            parts.append("escalated to delete: " + delete_text())
     elif "delete" in steps:
-        parts.append(
-            {
-                "deleted": "pod deleted",
-                "already-gone": "pod was already gone",
-                "dry-run": "would have deleted the pod",
-            }.get(result("delete"), f"delete {steps['delete']['phase']}, result {result('delete')}")
-        )
+        parts.append(delete_text())
     if args.pipeline == "checkpoint-only":
         parts.append("pod left running (checkpoint only)")
     return "; ".join(parts)

@@ -41,10 +41,8 @@ from datetime import datetime, timezone
 
 from engine.patterns import DEFAULT_PROTECTED
 from steps import common, escalation, owner_cap
-from steps.common import Refused, StepError, api_status, body, optional, protected, rule_name
+from steps.common import STATUS_CONTAINER_ID, STATUS_LISTS, Refused, StepError, api_status, body, optional, protected, rule_name
 
-STATUS_CONTAINER_ID = re.compile(r"([a-z][a-z0-9+.-]*)://([0-9a-f]{64})")
-STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 DEFAULT_MAX_ALERT_AGE_SECONDS = 600  # engine.config Settings.max_alert_age_seconds
 MAX_FUTURE_SKEW_SECONDS = 60  # node clocks (NTP) agree far better; more is a forged time
 
@@ -68,7 +66,7 @@ def parse(argv: Sequence[str] | None):
     parser.flag("isolate", common.boolean, default="false")
     parser.flag("policy", lambda n, v: optional(common.dns_label, n, v), default="")
     parser.flag("mechanism", common.one_of("network-policy", "admin-network-policy"), default="network-policy")
-    parser.flag("anp-priority", lambda n, v: _anp_priority(n, v), default="0")
+    parser.flag("anp-priority", _anp_priority, default="0")
     args = parser.parse(argv)
     if args.isolate and not (args.workflow and args.policy):
         raise Refused("--isolate=true needs --workflow and --policy (recorded on the isolated pod)")
@@ -83,12 +81,12 @@ def _anp_priority(name: str, value: object) -> int:
     return quarantine.anp_priority(name, value)
 
 
-def isolate(args, pod: dict) -> str:
+def isolate(args, pod: dict, api) -> str:
     """Quarantine's network isolation, without detaching; the verdict, or why it failed (logged)."""
     from steps import quarantine
 
     try:
-        cluster = quarantine.Cluster(args.namespace)
+        cluster = quarantine.Cluster(args.namespace, api)
         result, _, _ = quarantine.apply(args, cluster, pod, detach=False, step="verify")
     except Exception as exc:  # noqa: BLE001 - any failure: quarantine or delete still runs after the checkpoint
         why = str(exc) if isinstance(exc, StepError) else f"{type(exc).__name__}: {common.describe(exc)}"
@@ -109,15 +107,7 @@ def fresh(alert_time: str, limit: int, now: datetime | None = None) -> float | N
     """The alert's age in seconds; Refused (rule max_alert_age) when too old or from the future."""
     if not alert_time:
         return None
-    found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})", alert_time)
-    try:
-        if found is None:
-            raise ValueError(alert_time)
-        fraction = float("0" + found.group(2)) if found.group(2) else 0.0
-        when = datetime.fromisoformat(found.group(1) + ("+00:00" if found.group(3) == "Z" else found.group(3)))
-    except ValueError:
-        raise Refused(f"alert-time: {alert_time[:80]!r} is not a valid time") from None
-    age = ((now or datetime.now(timezone.utc)) - when).total_seconds() - fraction
+    age = ((now or datetime.now(timezone.utc)) - common.alert_datetime(alert_time)).total_seconds()
     if age > limit:
         raise Refused(
             f"alert time {alert_time} is {span(age)} old, older than max_alert_age_seconds ({limit}s): "
@@ -181,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from steps import kube as client
 
-    core = client.CoreV1Api(common.kube_api_client())
+    api = common.kube_api_client()
+    core = client.CoreV1Api(api)
     try:
         pod = body(
             common.retry(
@@ -218,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), ""
     )
     escalation.refuse_weaker(args.workflow, pod)  # a weaker response after a stronger one (steps/escalation.py)
-    owner_cap.enforce(args, pod)  # the blast-radius cap, before any step acts on the pod
+    owner_cap.enforce(args, pod, api)  # the blast-radius cap, before any step acts on the pod
     outputs = {
         "container-name": name,
         "container-id": full_id,
@@ -228,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image-id": entry.get("imageID") or "",
     }
     if args.isolate:
-        outputs["isolation"] = isolate(args, pod)
+        outputs["isolation"] = isolate(args, pod, api)
     for key, value in outputs.items():
         common.write_output(args.outputs_dir, key, value)
     common.log(

@@ -471,7 +471,8 @@ def test_stale_and_future_alerts_are_refused_before_any_api_call(kube, tmp_path)
 
 def test_max_alert_age_comes_from_the_settings(kube, tmp_path):
     """settings.max_alert_age_seconds reaches verify as --max-alert-age; an alert 5 minutes old is
-    fresh for the default 600 s and stale for 120 s; a value outside 60..604800 is refused."""
+    fresh for the default 600 s and stale for 120 s; a value outside 60..604800 is refused, and so is
+    a time of the right form on a day that does not exist."""
     from engine import config
     from pipelines import templates
 
@@ -490,6 +491,7 @@ def test_max_alert_age_comes_from_the_settings(kube, tmp_path):
         "strict": verify_flags(**{"alert-time": five_minutes, "max-alert-age": "120"}),
         "by hand": verify_flags(**{"alert-time": ""}),
         "bad limit": verify_flags(**{"max-alert-age": "5"}),
+        "no such day": verify_flags(**{"alert-time": "2026-02-30T00:00:00.5Z"}),
     }, tmp_path)  # fmt: skip
     assert runs["default"].rc == 0, runs["default"].stderr
     assert "verify: the alert is 5 minutes old (max_alert_age_seconds 600)" in runs["default"].stdout
@@ -498,6 +500,8 @@ def test_max_alert_age_comes_from_the_settings(kube, tmp_path):
     assert runs["by hand"].rc == 0 and "no alert time (a response submitted by hand)" in runs["by hand"].stdout
     assert_refused_quietly(runs["bad limit"], "bad limit")
     assert "max-alert-age: '5' is not a number of seconds from 60 to 604800" in runs["bad limit"].error
+    assert_refused_quietly(runs["no such day"], "no such day")  # RFC 3339's form, no such date (common.alert_datetime)
+    assert runs["no such day"].error == "error: alert-time: '2026-02-30T00:00:00.5Z' is not a valid time"
 
 
 # --- isolation in verify's pod (--isolate=true, isolate-first pipelines) ------------------------
