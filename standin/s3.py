@@ -294,8 +294,8 @@ class _Middleware:
             finally:
                 self.server._end_flight(key, flight)
 
-    def _delete(self, environ, start_response, path: str):
-        """DeleteObject: a success conflicts with the conditional writes in flight for that key."""
+    def _answer(self, environ, start_response) -> tuple[int | None, bytes]:
+        """moto's answer, sent on as it is, with its status code for the caller's bookkeeping."""
         seen: dict[str, int] = {}
 
         def capture(status, headers, exc_info=None):
@@ -303,7 +303,12 @@ class _Middleware:
             return start_response(status, headers, exc_info)
 
         body = b"".join(self.app(environ, capture))
-        if seen.get("status") in (200, 204):
+        return seen.get("status"), body
+
+    def _delete(self, environ, start_response, path: str):
+        """DeleteObject: a success conflicts with the conditional writes in flight for that key."""
+        status, body = self._answer(environ, start_response)
+        if status in (200, 204):
             self.server._deleted(_bucket_and_key(path))
         return [body]
 
@@ -321,14 +326,8 @@ class _Middleware:
         return [body]
 
     def _complete_multipart(self, environ, start_response, path: str, upload_id: str):
-        seen: dict[str, int] = {}
-
-        def capture(status, headers, exc_info=None):
-            seen["status"] = int(status.split(" ", 1)[0])
-            return start_response(status, headers, exc_info)
-
-        body = b"".join(self.app(environ, capture))
-        if seen.get("status") == 200 and b"<Error>" not in body:
+        status, body = self._answer(environ, start_response)
+        if status == 200 and b"<Error>" not in body:
             lock = self.server._pending_locks.pop(upload_id, None)
             self.server._apply_lock(path, lock or self.server._default_lock(_bucket_of(path)))
             self.server._forget_upload(upload_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.names import STEPS
+from engine.names import STEPS, step_service_account
 from standin.kube import FakeKube
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ WORKFLOW_NAMESPACE = "falco-response"  # settings.namespace in response.yaml, wh
 
 def step_token(kube: FakeKube, step: str) -> str:
     """The token a step's pod would carry: its own ServiceAccount's, from build/rbac."""
-    return kube.service_account_token(WORKFLOW_NAMESPACE, f"falco-response-{step}")
+    return kube.service_account_token(WORKFLOW_NAMESPACE, step_service_account(step))
 
 
 @pytest.fixture

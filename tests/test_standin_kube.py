@@ -544,7 +544,8 @@ def test_kube_root_ca_is_published_in_every_namespace(kube, core):
     """kube-controller-manager's root-ca-cert-publisher (pkg/controller/certificates/
     rootcacertpublisher/publisher.go, syncNamespace): ConfigMap kube-root-ca.crt, data ca.crt = the
     cluster CA (the one that signs serverTLSBootstrap kubelets), annotation kubernetes.io/description,
-    in namespaces old and new; a changed copy is put back."""
+    in namespaces old and new; a changed or deleted copy is put back (configMapUpdated/configMapDeleted
+    queue the ConfigMap's namespace)."""
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
     ca = kube.kubelet_ca.read_text()
     for namespace in ("default", "shop", "falco-response"):
@@ -553,6 +554,10 @@ def test_kube_root_ca_is_published_in_every_namespace(kube, core):
         assert cm.metadata.annotations["kubernetes.io/description"].startswith("Contains a CA bundle")
     core.patch_namespaced_config_map("kube-root-ca.crt", "shop", {"data": {"ca.crt": "forged"}})
     assert core.read_namespaced_config_map("kube-root-ca.crt", "shop").data == {"ca.crt": ca}
+    uid = core.read_namespaced_config_map("kube-root-ca.crt", "default").metadata.uid
+    core.delete_namespaced_config_map("kube-root-ca.crt", "default")
+    back = core.read_namespaced_config_map("kube-root-ca.crt", "default")
+    assert back.data == {"ca.crt": ca} and back.metadata.uid != uid
 
 
 def test_kubelet_certificates_are_made_as_real_clusters_make_them(kube):

@@ -93,10 +93,32 @@ def test_resource_names_and_subresources(kube, web):
     assert status_of(core.list_namespaced_pod, "default")[0] == 403
 
 
+def test_a_rolebinding_subject_without_namespace_is_the_bindings(kube):
+    """pkg/registry/rbac/validation/rule.go appliesToUser: a ServiceAccount subject with no namespace
+    in a RoleBinding means the RoleBinding's namespace, and only that one."""
+    rbac = "rbac.authorization.k8s.io"
+    kube.add_namespace("shop")
+    kube.apply([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader", "namespace": "default"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader", "namespace": "shop"}},
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": "read-pods", "namespace": "default"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": "read-pods", "namespace": "default"},
+         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "read-pods"},
+         "subjects": [{"kind": "ServiceAccount", "name": "reader"}]},
+    ])
+    url = f"{kube.url}/api/v1/namespaces/default/pods"
+    for namespace, status in (("default", 200), ("shop", 403)):
+        token = kube.service_account_token(namespace, "reader")
+        assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code == status
+
+
 def test_unknown_and_revoked_tokens_are_401(kube):
     """A service account token stops authenticating when its ServiceAccount is deleted
-    (pkg/serviceaccount/jwt.go Validate -> the validator's GetServiceAccount)."""
-    kube.apply([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "gone", "namespace": "default"}}])
+    (pkg/serviceaccount/jwt.go Validate -> the validator's GetServiceAccount), and stays dead when an
+    account of the same name is made again: claims.go Validate compares the account's UID with the claim."""
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "gone", "namespace": "default"}}
+    kube.apply([account])
     token = kube.service_account_token("default", "gone")
     url = f"{kube.url}/api/v1/namespaces/default/pods"
     assert requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
@@ -104,6 +126,10 @@ def test_unknown_and_revoked_tokens_are_401(kube):
     kube.delete("serviceaccounts", "default", "gone")
     answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert answer.status_code == 401 and answer.json()["reason"] == "Unauthorized"
+    kube.apply([account])
+    assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code == 401
+    fresh = kube.service_account_token("default", "gone")
+    assert requests.get(url, headers={"Authorization": f"Bearer {fresh}"}, timeout=5).status_code == 403
 
 
 def test_the_kubelet_authorises_checkpoint_as_nodes_checkpoint(kube, web):

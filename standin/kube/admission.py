@@ -97,6 +97,14 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def account_unchanged(store: Store, namespace: str, name: str, uid: str) -> bool:
+    """What the token validators check of the account (pkg/serviceaccount/claims.go and legacy.go,
+    Validate): it still exists with the UID the token was issued for, so a re-created account of the
+    same name does not revive the old token ("service account UID (...) does not match claim")."""
+    found = store.find(store.types["serviceaccounts"], namespace, name)
+    return found is not None and found["metadata"].get("uid") == uid
+
+
 def populate_token_secrets(store: Store, tokens: Tokens, ca_pem: Callable[[], str]) -> None:
     """The token controller (tokens_controller.go, syncSecret): a token Secret whose ServiceAccount
     does not exist is deleted; an unfilled one of an existing account gets token, ca.crt, namespace
@@ -116,9 +124,10 @@ def populate_token_secrets(store: Store, tokens: Tokens, ca_pem: Callable[[], st
         if (secret.get("data") or {}).get("token"):
             continue
 
-        def valid(ns: str = namespace, sa: str = account, sname: str = name) -> bool:
+        def valid(ns: str = namespace, sa: str = account, sname: str = name,
+                  uid: str = service_account["metadata"]["uid"]) -> bool:
             # legacy.go: the token is good while both its Secret and its ServiceAccount exist.
-            return store.find(rt_secret, ns, sname) is not None and store.find(rt_sa, ns, sa) is not None
+            return store.find(rt_secret, ns, sname) is not None and account_unchanged(store, ns, sa, uid)
 
         token = tokens.issue(service_account_user(namespace, account), valid)
         data = dict(secret.get("data") or {})

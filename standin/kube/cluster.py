@@ -141,19 +141,21 @@ class FakeKube:
         return self.tokens.authenticate(token)
 
     def _after_write(self, plural: str, namespace: str | None) -> None:
-        """The controllers that react to writes: default ServiceAccount, token Secrets."""
+        """The controllers that react to writes: default ServiceAccount, kube-root-ca.crt, token Secrets.
+        The root-ca-cert-publisher (rootcacertpublisher/publisher.go) syncs a ConfigMap's own namespace
+        (configMapUpdated/configMapDeleted) and a Namespace's (namespaceAdded)."""
         if plural == "namespaces":
             for ns in self.store.list(self.store.types["namespaces"]):
                 ensure_default_service_account(self.store, ns["metadata"]["name"])
-        if plural in ("namespaces", "configmaps"):  # root-ca-cert-publisher: kube-root-ca.crt everywhere
-            for ns in self.store.list(self.store.types["namespaces"]):
                 publish_root_ca(self.store, ns["metadata"]["name"], self._cluster_ca_pem())
+        if plural == "configmaps" and namespace:
+            publish_root_ca(self.store, namespace, self._cluster_ca_pem())
         if plural in ("secrets", "serviceaccounts"):
             populate_token_secrets(self.store, self.tokens, self._cluster_ca_pem)
 
     def _cluster_ca_pem(self) -> str:
         assert self._pki is not None
-        return self._pki.ca_path.read_text()
+        return self._pki.ca_pem
 
     # --- state helpers -----------------------------------------------------------------------
 
@@ -351,13 +353,8 @@ class FakeKube:
         in its place: a new containerID, restartCount + 1, lastState.terminated naming the old id
         (pkg/kubelet/kuberuntime/kuberuntime_container.go, the status the kubelet converts). The
         new container holds no TCP connection of the old one. Returns the new full id."""
-        found = self.get("pods", namespace, pod)
-        if found is None:
-            raise KeyError(f"no pod {namespace}/{pod}")
-        status = found.get("status") or {}
-        entry = next((s for s in status.get("containerStatuses") or [] if s.get("name") == container), None)
-        if entry is None:
-            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        found, entry = self._container_status(namespace, pod, container)
+        status = found["status"]
         runtime, _, old_id = entry["containerID"].partition("://")
         new_id, now = hex64(), timestamp()
         entry["lastState"] = {
@@ -391,6 +388,17 @@ class FakeKube:
         containers = [{"name": c["name"], "image": c.get("image", "nginx:1.27")} for c in spec.get("containers") or []]
         return self.add_pod(namespace, name, spec.get("nodeName"), containers, meta.get("labels"), owner)
 
+    def _container_status(self, namespace: str, pod: str, container: str) -> tuple[dict, dict]:
+        """The pod and its container's entry in status.containerStatuses (KeyError if either is missing)."""
+        found = self.get("pods", namespace, pod)
+        if found is None:
+            raise KeyError(f"no pod {namespace}/{pod}")
+        statuses = (found.get("status") or {}).get("containerStatuses") or []
+        entry = next((s for s in statuses if s.get("name") == container), None)
+        if entry is None:
+            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        return found, entry
+
     def _host_paths(self, node: str) -> dict[str, Path]:
         return {KUBELET_CHECKPOINT_DIR: self._node(node).checkpoint_dir}
 
@@ -420,12 +428,7 @@ class FakeKube:
 
     def set_tcp_connection(self, namespace: str, pod: str, container: str, connected: bool = True) -> None:
         """The container's processes open (or close) an established TCP connection."""
-        found = self.get("pods", namespace, pod)
-        if found is None:
-            raise KeyError(f"no pod {namespace}/{pod}")
-        status = next((s for s in found["status"].get("containerStatuses") or [] if s["name"] == container), None)
-        if status is None:
-            raise KeyError(f"pod {namespace}/{pod} has no container {container!r}")
+        found, status = self._container_status(namespace, pod, container)
         container_id = status["containerID"].partition("://")[2]
         ids = self._node(found["spec"]["nodeName"]).connected
         (ids.add if connected else ids.discard)(container_id)

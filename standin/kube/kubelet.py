@@ -202,7 +202,11 @@ class Kubelet:
         subresource = {"checkpoint": "checkpoint", "stats": "stats", "metrics": "metrics", "logs": "log"}.get(
             first, "proxy"
         )
-        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "get")
+        # pkg/kubelet/server/auth.go GetRequestAttributes: any other method (HEAD, OPTIONS) gets the empty verb,
+        # which only a "*" rule allows.
+        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            request.method, ""
+        )
         return Attributes(user, verb, request.path, True, "", "", "nodes", subresource, self.node.name)
 
     def route(self, request: Request) -> Response:

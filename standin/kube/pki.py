@@ -177,7 +177,8 @@ class KubeletPki:
 
     @property
     def ca_pem(self) -> str:
-        return self.ca_path.read_text()
+        """The cluster CA certificate as written to `ca_path` (kept in memory: the controllers ask often)."""
+        return _pem(self._ca_cert).decode()
 
     def node_ca_path(self, node: str) -> Path:
         """The throwaway CA of a self-signed kubelet (what an administrator would copy off the node)."""

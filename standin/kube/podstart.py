@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from standin.kube.admission import account_unchanged
 from standin.kube.auth import Tokens, service_account_user
 from standin.kube.errors import ApiError
 from standin.kube.stamps import timestamp
@@ -153,12 +154,13 @@ class Kubelet:
         return files
 
     def token_for(self, namespace: str, account: str) -> str:
-        """TokenRequest for a ServiceAccount: valid while that ServiceAccount exists."""
-        rt = self.store.types["serviceaccounts"]
-        if self.store.find(rt, namespace, account) is None:
+        """TokenRequest for a ServiceAccount: valid while that ServiceAccount (same UID) exists."""
+        found = self.store.find(self.store.types["serviceaccounts"], namespace, account)
+        if found is None:
             raise ApiError(404, f'serviceaccounts "{account}" not found', details={"name": account, "kind": "serviceaccounts"})
+        uid = found["metadata"]["uid"]
         return self.tokens.issue(
-            service_account_user(namespace, account), lambda: self.store.find(rt, namespace, account) is not None
+            service_account_user(namespace, account), lambda: account_unchanged(self.store, namespace, account, uid)
         )
 
     # --- environment -------------------------------------------------------------------------

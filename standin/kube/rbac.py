@@ -23,13 +23,15 @@ from standin.kube.store import Store
 
 
 def subject_applies(subject: dict, user: User, binding_namespace: str) -> bool:
+    """pkg/registry/rbac/validation/rule.go appliesToUser: a ServiceAccount subject without a namespace
+    means the binding's own (a RoleBinding's; a ClusterRoleBinding's "" matches nobody)."""
     kind = subject.get("kind")
     if kind == "User":
         return subject.get("name") == user.name
     if kind == "Group":
         return subject.get("name") in user.groups
     if kind == "ServiceAccount":
-        namespace = subject.get("namespace") or ""
+        namespace = subject.get("namespace") or binding_namespace
         return bool(namespace) and user.service_account == (namespace, subject.get("name"))
     return False
 
