@@ -201,14 +201,14 @@ def _short(text: str) -> str:
 
 
 def policy_table(sensor: dict) -> list[dict]:
-    """[{name, values: {dest: value}}] in policy order, from the Sensor's names.ANNOTATION_POLICIES
-    (rows of sensors.policies.policy_row)."""
+    """[{name, pipeline, row}] in policy order, from the Sensor's names.ANNOTATION_POLICIES (rows
+    of sensors.policies.policy_row)."""
     text = ((sensor.get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_POLICIES)
     if not text:
         return []
     try:
         rows = json.loads(text)
-        return [{"name": row[0], "values": generator.policy_values(*row)} for row in rows]
+        return [{"name": row[0], "pipeline": row[1], "row": row, "values": generator.policy_tuple(*row)} for row in rows]
     except (ValueError, TypeError, IndexError):
         raise sensorsim.Unsupported(
             f"Sensor {sensor['metadata'].get('name')}: annotation {names.ANNOTATION_POLICIES} is not a list of policy rows"
@@ -235,25 +235,25 @@ def force(event_data: bytes, sensors: list[dict], webhook: WebhookSpec, name: st
     if not entries:
         raise InputError("build/sensors holds no Sensor with a policy table")
     pipeline = None if any(p["name"] == name for _, p in entries) else name
-    pipeline_key = "metadata.labels." + names.LABEL_PIPELINE.replace(".", "\\.")
     sensor, entry = next(
-        ((s, p) for s, p in entries if (p["name"] == name if pipeline is None else p["values"].get(pipeline_key) == pipeline)),
+        ((s, p) for s, p in entries if (p["name"] == name if pipeline is None else p["pipeline"] == pipeline)),
         entries[0],
     )
     trigger = json.loads(json.dumps(((sensor.get("spec") or {}).get("triggers") or [None])[0]))
-    # the trigger's first-match templates, each replaced by the forced policy's value
-    for param in ((trigger.get("template") or {}).get("argoWorkflow") or {}).get("parameters") or []:
-        if param.get("dest") in entry["values"]:
-            param["src"] = {
-                "dependencyName": param["src"]["dependencyName"],
-                "dataTemplate": generator.policy_parameter_template(param["dest"], entry["values"][param["dest"]]),
-            }
+    # the trigger's choice of policy (its template parameter) replaced by the forced policy's values
+    for param in trigger.get("parameters") or []:
+        if param.get("dest") == generator.INLINE:
+            try:
+                template = generator.with_choice(param["src"]["dataTemplate"], generator.forced(entry["row"]))
+            except (KeyError, TypeError, ValueError):
+                raise sensorsim.Unsupported(f"Sensor {sensor['metadata'].get('name')}: its trigger's {generator.INLINE} "
+                                            "parameter is not one this generator writes") from None
+            param["src"] = {"dependencyName": param["src"]["dependencyName"], "dataTemplate": template}
     dep = (sensor.get("spec") or {}).get("dependencies") or [{}]
     events = {str(d.get("name")): root for d in dep}
     result = sensorsim.run_trigger(sensor, trigger, events, now_ms=now_ms)
     decision = Decision(results=[], sensor=None, trigger=result.name, workflow=result.workflow, error=result.error)
-    forced_pipeline = entry["values"].get(pipeline_key)
-    if result.workflow is not None and pipeline and forced_pipeline != pipeline:
+    if result.workflow is not None and pipeline and entry["pipeline"] != pipeline:
         wf = result.workflow
         wf["spec"]["workflowTemplateRef"]["name"] = names.workflow_template_name(pipeline)
         wf["metadata"]["labels"][names.LABEL_PIPELINE] = pipeline

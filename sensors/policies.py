@@ -20,19 +20,20 @@ So the decision is made once, in ONE dependency and ONE trigger:
   not objects or arrays), that optional fields are well-formed, and then passes if ANY policy
   matches: one `if <policy k> then return true end` per policy (linear).
 - the trigger's per-policy values (the Workflow name's severity, the policy/pipeline/severity
-  labels, the description, the WorkflowTemplate, the policy and dry-run parameters) are each one
-  `dataTemplate` `{{ if <policy 1> }}v1{{ else if <policy 2> }}v2 ... {{ end }}`: Go's `if`
-  takes the first branch whose condition holds, so every value is the FIRST matching policy's.
-  A constant number of such templates, each linear in the policies: generated size and work per
-  alert are linear.
+  labels, the description, the WorkflowTemplate, the policy and dry-run parameters) are chosen
+  ONCE: the trigger's one template parameter runs `{{ if <policy 1> }}{{ $p = list v1... }}{{ else
+  if <policy 2> }}...{{ end }}` (Go's `if` takes the first branch whose condition holds, so `$p`
+  holds the FIRST matching policy's values) and writes the whole Workflow as text into
+  `source.inline`, picking `index $p k` where each value goes (see "trigger" below). One chain,
+  linear in the policies: generated size and work per alert are linear.
 
 One Sensor has a size limit: the controller hands it to its pod base64-encoded in ONE environment
 variable, SENSOR_OBJECT, and Linux refuses an environment string over 128 KiB (argo-events issue
 #2146: the pod crash-loops, "argument list too long"). So the policies fill one Sensor up to
-SENSOR_OBJECT_MAX_JSON (about 50 policies of a few rules or fields each) and only then a second
+SENSOR_OBJECT_MAX_JSON (about 130 policies of a few rules or fields each) and only then a second
 one starts, whose Lua also refuses what the first Sensor's policies take (`return false`): still
 at most one Sensor fires, and it is the one holding the first policy that matches. The Sensor
-count grows with the total size of the policies' conditions, about one per 50 policies, no longer
+count grows with the total size of the policies' conditions, about one per 130 policies, no longer
 one per policy.
 
 Why the Lua and the templates pick the same policy, for ANY JSON: the templates read gjson
@@ -64,6 +65,7 @@ from hera.events.models.io.k8s.apimachinery.pkg.apis.meta.v1 import ObjectMeta
 from engine import names
 from engine.config import ConfigError, FALCO_RULE_NAME, PRIORITIES, PRIORITY_ALIASES, Policy, ResponseConfig, Settings
 from engine.patterns import ALERT_TIME
+from engine.yamlout import dump as to_yaml
 
 NS = "body.output_fields.k8s\\.ns\\.name"
 POD = "body.output_fields.k8s\\.pod\\.name"
@@ -341,23 +343,74 @@ def template_condition(policy: Policy) -> str:
     return terms[0] if len(terms) == 1 else "(and " + " ".join(terms) + ")"
 
 
-def first_match(own: list[Policy], value) -> str:
-    """`{{ if <policy 1> }}value(1){{ else if <policy 2> }}value(2)...{{ end }}`: the first that matches."""
-    out = ["{{ with .Input.body }}"]
-    for i, policy in enumerate(own):
-        out.append("{{ " + ("if " if i == 0 else "else if ") + template_condition(policy) + " }}" + value(policy))
-    return "".join(out) + "{{ end }}{{ end }}"
-
-
 # --- trigger --------------------------------------------------------------------------------
+#
+# The policy is chosen ONCE per alert (issue 9): the trigger's one template-level parameter
+# (Trigger.parameters; listener.go triggerOne runs ApplyTemplateParameters before it fetches the
+# resource) renders the whole Workflow as text into `argoWorkflow.source.inline` (an ArtifactLocation
+# the InlineReader returns as is and store.go decodeAndUnstructure reads as YAML, so JSON): a chain
+# `{{ if <policy 1> }}{{ $p = list <its values> }}{{ else if <policy 2> }}...{{ end }}` sets `$p`
+# (text/template variables, Go 1.11 assignment), then the Workflow's JSON picks `index $p k` where
+# each per-policy value goes. One chain, linear in the policies, instead of one per value. The
+# text holds only the policy's own values (names checked below) and a hex hash: alert data reaches
+# the Workflow only through the resource parameters (sjson-escaped), never through this text. If
+# no policy matches (the Lua filter lets no such alert through) `index` fails, the template
+# parameter cannot be resolved and the trigger fails: the placeholder is never submitted.
+
+POLICY_TUPLE = ("policy", "pipeline", "severity", "workflow-template", "dry-run")
+_SAFE_VALUE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _param(dest: str, *, template: str | None = None, key: str | None = None, default: str | None = None):
+def policy_row(policy: Policy) -> list:
+    """[name, pipeline, dry run, order]: a policy as the Sensor's table lists it (policy_table)."""
+    return [policy.name, policy.response, policy.dry_run, policy.order]
+
+
+def policy_tuple(name: str, pipeline: str, dry_run: bool, order: str) -> list[str]:
+    """The values the Workflow takes from the policy that matched, in POLICY_TUPLE order."""
+    values = [
+        name, pipeline, str(names.response_severity(pipeline, dry_run)),
+        names.workflow_template_name(pipeline, order), "true" if dry_run else "false",
+    ]
+    for value in values:  # they are written into JSON text: only DNS-label characters
+        if not _SAFE_VALUE.match(value):
+            raise ConfigError(f"policy {name!r}: {value!r} cannot be written into the Sensor's Workflow text")
+    return values
+
+
+def _go_list(values: list[str]) -> str:
+    return "list " + " ".join(go_string(v) for v in values)
+
+
+def choose(own: list[Policy]) -> str:
+    """`$p` = the POLICY_TUPLE of the first policy in OWN that matches (Go's `if` takes the first
+    branch whose condition holds), else an empty list."""
+    out = ["{{ $p := list }}{{ with .Input.body }}\n"]
+    for i, policy in enumerate(own):
+        out.append(
+            "{{ " + ("if " if i == 0 else "else if ") + template_condition(policy) + " }}"
+            "{{ $p = " + _go_list(policy_tuple(*policy_row(policy))) + " }}\n"
+        )
+    return "".join(out) + "{{ end }}{{ end }}\n"
+
+
+def forced(row: list) -> str:
+    """`$p` = the values of the policy ROW whatever the alert (simulate --policy)."""
+    return "{{ $p := " + _go_list(policy_tuple(*row)) + " }}\n"
+
+
+def _pick(field: str) -> str:
+    return "{{ index $p %d }}" % POLICY_TUPLE.index(field)
+
+
+def _param(dest: str, *, template: str | None = None, key: str | None = None, default: str | None = None,
+           operation: str | None = None):
     return ev.TriggerParameter(
         src=ev.TriggerParameterSource(
             dependency_name=names.DEPENDENCY, data_template=template, data_key=key, value=default
         ),
         dest=dest,
+        operation=operation,
     )
 
 
@@ -373,49 +426,69 @@ ARG = "spec.arguments.parameters.%d.value"
 LABEL = "metadata.labels.%s"
 ANNOTATION = "metadata.annotations.%s"
 CONTAINER_HASH = '{{ printf "%s/%s/%s" ' + f"{NS_T} {POD_T} {CID_T}" + " | sha256sum | trunc 16 }}"
+INLINE = "argoWorkflow.source.inline"
+DESCRIPTION_PREFIX = "Falco {{ .Input.body.priority }} alert at {{ .Input.body.time }}; "
 
 
-def policy_row(policy: Policy) -> list:
-    """[name, pipeline, dry run, order]: a policy as the Sensor's table lists it (policy_table)."""
-    return [policy.name, policy.response, policy.dry_run, policy.order]
-
-
-def policy_values(name: str, pipeline: str, dry_run: bool, order: str) -> dict[str, str]:
-    """What the trigger sets from the policy that matched, by `dest` (metadata.name: its severity)."""
-    severity = str(names.response_severity(pipeline, dry_run))
+def workflow_resource(config: ResponseConfig, picks: bool = False) -> dict:
+    """The Workflow the trigger submits; every parameter declared so `dest` indices exist. With
+    PICKS, the per-policy values are markers that workflow_text turns into template actions."""
+    pick = (lambda field: f"@pick:{field}@") if picks else (lambda field: "placeholder")  # noqa: E731
+    arguments = [{"name": p, "value": ""} for p in names.WORKFLOW_PARAMETERS]
+    if picks:
+        arguments[_index("policy")]["value"] = pick("policy")
+        arguments[_index("dry-run")]["value"] = pick("dry-run")
     return {
-        "metadata.name": severity,
-        LABEL % _sjson_key(names.LABEL_POLICY): name,
-        LABEL % _sjson_key(names.LABEL_PIPELINE): pipeline,
-        LABEL % _sjson_key(names.LABEL_SEVERITY): severity,
-        ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION):
-            f"policy {name} chose {pipeline}" + (" (dry run)" if dry_run else "") + ".",
-        "spec.workflowTemplateRef.name": names.workflow_template_name(pipeline, order),
-        ARG % _index("policy"): name,
-        ARG % _index("dry-run"): "true" if dry_run else "false",
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": names.workflow_name("@hash@", pick("severity")) if picks else names.WORKFLOW_NAME_PREFIX + "placeholder",  # type: ignore[arg-type]
+            "namespace": config.settings.namespace,
+            "labels": {
+                **names.common_labels("response"),
+                names.LABEL_POLICY: pick("policy"),
+                names.LABEL_PIPELINE: pick("pipeline"),
+                names.LABEL_SEVERITY: pick("severity"),
+                names.LABEL_NAMESPACE: "placeholder",
+                names.LABEL_POD: "placeholder",
+                names.LABEL_RULE: "placeholder",
+            },
+            "annotations": {
+                names.ARGO_TITLE: "placeholder",
+                names.ARGO_DESCRIPTION: f"policy {pick('policy')} chose {pick('pipeline')}@dry-run-note@." if picks else "placeholder",
+            },
+        },
+        "spec": {
+            "workflowTemplateRef": {"name": pick("workflow-template")},
+            "arguments": {"parameters": arguments},
+        },
     }
 
 
-def policy_parameter_template(dest: str, choice: str) -> str:
-    """The dataTemplate for a per-policy `dest`, around CHOICE (first_match, or a fixed value)."""
-    if dest == "metadata.name":
-        return names.workflow_name(CONTAINER_HASH, choice)  # type: ignore[arg-type]
-    if dest == ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION):
-        return "Falco {{ .Input.body.priority }} alert at {{ .Input.body.time }}; " + choice
-    return choice
+def workflow_text(config: ResponseConfig, choice: str) -> str:
+    """CHOICE (choose or forced) then the Workflow as JSON, its markers replaced by actions AFTER
+    json.dumps (inside an action a quote stays a quote). Indented JSON never holds `{{` (a `{` is
+    followed by a newline or `}`), so the picks are the only actions."""
+    text = json.dumps(workflow_resource(config, picks=True), indent=1)
+    actions = {f"@pick:{f}@": _pick(f) for f in POLICY_TUPLE}
+    actions["@hash@"] = CONTAINER_HASH
+    actions["@dry-run-note@"] = '{{ if eq (index $p %d) "true" }} (dry run){{ end }}' % POLICY_TUPLE.index("dry-run")
+    for marker, action in actions.items():
+        text = text.replace(marker, action)
+    return choice + text
 
 
-def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
-    by_name = {p.name: policy_values(*policy_row(p)) for p in own}  # policy names are unique (config)
+def with_choice(template: str, choice: str) -> str:
+    """The template parameter's TEMPLATE with its choice (choose) replaced by CHOICE (forced)."""
+    start = template.find('{\n "apiVersion":')
+    if start < 0:
+        raise ValueError("not a Workflow template this generator wrote")
+    return choice + template[start:]
 
-    def chosen(dest: str) -> ev.TriggerParameter:
-        return _param(dest, template=policy_parameter_template(dest, first_match(own, lambda p: by_name[p.name][dest])))
 
+def trigger_parameters() -> list[ev.TriggerParameter]:
+    """What the resource takes from the alert, after the template parameter chose the policy."""
     return [
-        chosen("metadata.name"),
-        chosen(LABEL % _sjson_key(names.LABEL_POLICY)),
-        chosen(LABEL % _sjson_key(names.LABEL_PIPELINE)),
-        chosen(LABEL % _sjson_key(names.LABEL_SEVERITY)),
         _param(LABEL % _sjson_key(names.LABEL_NAMESPACE), template="{{ " + NS_T + " }}"),
         _param(LABEL % _sjson_key(names.LABEL_POD), template="{{ " + POD_T + ' | trunc 63 | trimAll "-." }}'),
         _param(
@@ -427,8 +500,8 @@ def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
             ANNOTATION % _sjson_key(names.ARGO_TITLE),
             template="{{ .Input.body.rule }}: {{ " + NS_T + " }}/{{ " + POD_T + " }}",
         ),
-        chosen(ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION)),
-        chosen("spec.workflowTemplateRef.name"),
+        # params.go ApplyParams `prepend`: the alert's words before the policy's, read from the resource
+        _param(ANNOTATION % _sjson_key(names.ARGO_DESCRIPTION), template=DESCRIPTION_PREFIX, operation="prepend"),
         _param(ARG % _index("namespace"), template="{{ " + NS_T + " }}"),
         _param(ARG % _index("pod"), template="{{ " + POD_T + " }}"),
         _param(ARG % _index("container-id"), template="{{ " + CID_T + " }}"),
@@ -441,36 +514,8 @@ def trigger_parameters(own: list[Policy]) -> list[ev.TriggerParameter]:
         _param(ARG % _index("rule"), key="body.rule"),
         _param(ARG % _index("priority"), key="body.priority"),
         _param(ARG % _index("alert-time"), key="body.time"),
-        chosen(ARG % _index("policy")),
-        chosen(ARG % _index("dry-run")),
         _param(ARG % _index("alert"), key="body"),
     ]
-
-
-def workflow_resource(config: ResponseConfig) -> dict:
-    """The Workflow the trigger submits; every parameter declared so `dest` indices exist."""
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {
-            "name": names.WORKFLOW_NAME_PREFIX + "placeholder",
-            "namespace": config.settings.namespace,
-            "labels": {
-                **names.common_labels("response"),
-                names.LABEL_POLICY: "placeholder",
-                names.LABEL_PIPELINE: "placeholder",
-                names.LABEL_SEVERITY: "placeholder",
-                names.LABEL_NAMESPACE: "placeholder",
-                names.LABEL_POD: "placeholder",
-                names.LABEL_RULE: "placeholder",
-            },
-            "annotations": {names.ARGO_TITLE: "placeholder", names.ARGO_DESCRIPTION: "placeholder"},
-        },
-        "spec": {
-            "workflowTemplateRef": {"name": "placeholder"},
-            "arguments": {"parameters": [{"name": p, "value": ""} for p in names.WORKFLOW_PARAMETERS]},
-        },
-    }
 
 
 def policy_table(own: list[Policy]) -> str:
@@ -528,19 +573,24 @@ def sensor(config: ResponseConfig, own: list[Policy] | None = None, earlier: lis
                         name=names.TRIGGER,
                         argo_workflow=ev.ArgoWorkflowTrigger(
                             operation="submit",
-                            source=ev.ArtifactLocation(),
-                            parameters=trigger_parameters(own),
+                            source=ev.ArtifactLocation(inline=to_yaml(workflow_resource(config))),
+                            parameters=trigger_parameters(),
                         ),
                     ),
+                    parameters=[
+                        ev.TriggerParameter(
+                            src=ev.TriggerParameterSource(
+                                dependency_name=names.DEPENDENCY, data_template=workflow_text(config, choose(own))
+                            ),
+                            dest=INLINE,
+                        )
+                    ],
                 )
             ],
         ),
     )
     out = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Sensor"}
     out.update(model.model_dump(by_alias=True, exclude_none=True))
-    trigger = out["spec"]["triggers"][0]
-    # Hera's models cannot hold an embedded resource (CONTRACTS.md section 4): set it afterwards.
-    trigger["template"]["argoWorkflow"]["source"] = {"resource": workflow_resource(config)}
     # No atLeastOnce/retryStrategy: deduplication works by the duplicate submit failing with
     # AlreadyExists, and a retried trigger blocks the Sensor for every duplicate of an alert storm.
     return out

@@ -77,7 +77,7 @@ def measure(n: int, work: Path) -> dict:
     templates = [
         len(str(((param.get("src") or {}).get("dataTemplate")) or "").encode())
         for s in sensors for t in (s.get("spec") or {}).get("triggers") or []
-        for param in (((t.get("template") or {}).get("argoWorkflow") or {}).get("parameters") or [])
+        for param in [*(t.get("parameters") or []), *(((t.get("template") or {}).get("argoWorkflow") or {}).get("parameters") or [])]
     ]
     return {
         "largest_template": max(templates, default=0),
@@ -111,6 +111,7 @@ def main() -> int:
         print(f"bench: sensors_at_{r['n']}={r['count']}")
         print(f"bench: sensor_bytes_at_{r['n']}={r['bytes']}")
         print(f"bench: largest_script_bytes_at_{r['n']}={r['largest_script']}")
+        print(f"bench: largest_template_bytes_at_{r['n']}={r['largest_template']}")
         print(f"bench: build_s_at_{r['n']}={r['build_s']:.2f}")
     return 1 if problems else 0
 

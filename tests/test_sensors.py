@@ -91,7 +91,7 @@ def test_first_match_wins_across_sensors():
     cfg = _cfg(*[{"name": p.name, "match": p.match.model_dump(exclude_none=True), "response": p.response}
                  for p in _many(150).policies], {"name": "anything", "response": "delete"})
     objs = policies.sensors(cfg)
-    assert len(objs) > 2
+    assert len(objs) >= 2
     alert = {"rule": "Terminal shell in container", "priority": "Critical", "time": "2023-05-25T13:44:05.123456789Z",
              "source": "syscall", "tags": ["t149"], "hostname": "node-1",
              "output_fields": {"k8s.ns.name": "ns-149", "k8s.pod.name": "pod", "container.id": "0123456789ab",
@@ -183,3 +183,52 @@ def test_lua_refuses_values_the_data_filters_would_read_as_text(body):
                {"name": "rest", "response": "quarantine"})
     assert _lua(policies.lua_script(cfg), body) is False
     assert _lua(policies.lua_script(cfg), {"output_fields": {"proc.name": "sh"}, "rule": "r"}) is True
+
+
+def test_the_policy_is_chosen_once_and_alert_text_never_enters_the_workflow_text():
+    """The trigger's one template parameter renders the Workflow with the first matching policy's
+    values (sensors.policies.choose); every other value comes from resource parameters (sjson
+    escapes them). An alert whose fields hold JSON and template syntax changes no key of the
+    Workflow: only parameter values carry it."""
+    import json
+
+    from standin.argo.events import sensors as ss
+
+    sensor = policies.sensor(config.load("response.yaml"))
+    trigger = sensor["spec"]["triggers"][0]
+    assert [p["dest"] for p in trigger["parameters"]] == [policies.INLINE]
+    assert not any("$p" in (p["src"].get("dataTemplate") or "") for p in trigger["template"]["argoWorkflow"]["parameters"])
+    plain = {"rule": "Terminal shell in container", "priority": "Warning", "time": "2023-05-25T13:44:05.123456789Z",
+             "source": "syscall", "hostname": "node-1",
+             "output_fields": {"k8s.ns.name": "shop", "k8s.pod.name": "web-1", "container.id": "0123456789ab",
+                               "proc.cmdline": "sh"}}
+    hostile = {**plain, "output_fields": {**plain["output_fields"],
+                                          "proc.cmdline": '"}],"spec":{"x":1},"a":[{"{{ $p }}": "{{ index $p 9 }}'}}
+
+    def workflow(body):
+        result = ss.evaluate(sensor, ss.webhook_event_data(json.dumps(body).encode()), now_ms=1)
+        return result.triggers[0].workflow
+
+    a, b = workflow(plain), workflow(hostile)
+
+    def shape(obj):
+        if isinstance(obj, dict):
+            return {k: shape(v) for k, v in obj.items() if k != "value"}
+        return [shape(v) for v in obj] if isinstance(obj, list) else None
+
+    assert shape(a) == shape(b) and a["metadata"]["labels"][policies.names.LABEL_POLICY] == "interactive-intrusion"
+    alert = {p["name"]: p["value"] for p in b["spec"]["arguments"]["parameters"]}["alert"]
+    assert json.loads(alert)["output_fields"]["proc.cmdline"] == hostile["output_fields"]["proc.cmdline"]
+
+
+def test_a_hundred_policies_fit_one_sensor():
+    """Issue 9: the Sensor count does not grow with the policies (bench_sensors measures 5 to 100);
+    the per-policy cost is one Lua condition, one template condition and five values."""
+    objs = policies.sensors(_many(100))
+    assert len(objs) == 1
+    assert policies.sensor_object_bytes(objs[0]) < policies.SENSOR_OBJECT_MAX_JSON
+
+
+def test_policy_values_written_into_the_workflow_text_must_be_plain_names():
+    with pytest.raises(config.ConfigError, match="cannot be written"):
+        policies.policy_tuple('x","y', "delete", False, "isolate-first")

@@ -507,3 +507,60 @@ def test_a_sensor_too_large_for_its_pod_is_refused():
         ss.evaluate(sensor, _data({"rule": "r"}))
     sensor["spec"]["dependencies"][0]["filters"]["script"] = "return true -- " + "x" * 97000
     assert ss.evaluate(sensor, _data({"rule": "r"})).failure is None  # under the limit: evaluated
+
+
+def test_template_variables_follow_text_template_scoping():
+    """text/template parse.go (Tree.pipeline: a declaration is `$x :=`, an assignment `$x =`;
+    Tree.useVar: "undefined variable" at parse time; parseControl: defer t.popVars) and exec.go
+    (state.push, setVar: `=` sets the nearest $x, walkIfOrWith: defer s.pop(s.mark())): a
+    declaration prints nothing, `=` reaches a variable declared outside the `if`/`with`, and `$`
+    is the data whatever `.` is."""
+    tpl = ('{{ $p := list }}{{ with .Input.body }}{{ if eq .rule "a" }}{{ $p = list "x" "1" }}'
+           '{{ else if eq .rule "b" }}{{ $p = list "y" "2" }}{{ end }}{{ end }}'
+           '{{ index $p 0 }}/{{ index $p 1 }}/{{ $.Input.body.rule }}')
+    assert _resolve({"dataTemplate": tpl}, {"rule": "b"}) == ("y/2/b", "String")
+    # no branch taken: `index` of the empty list fails, so the parameter cannot be resolved
+    with pytest.raises(ss.GoError):
+        _resolve({"dataTemplate": tpl}, {"rule": "c"})
+    from standin.argo.events.sensors.gotemplate import GoTemplate
+
+    for undefined in ("{{ $q = 1 }}", "{{ $q }}", "{{ if true }}{{ $z := 1 }}{{ end }}{{ $z }}"):
+        with pytest.raises(ss.GoError, match="undefined variable"):
+            GoTemplate(undefined)
+    # a declaration inside a branch shadows; the outer variable is untouched after `end`
+    shadow = '{{ $v := "outer" }}{{ if true }}{{ $v := "inner" }}{{ $v }}{{ end }}-{{ $v }}'
+    assert _resolve({"dataTemplate": shadow}, {})[0] == "inner-outer"
+
+
+def _inline_sensor(choice: str) -> dict:
+    text = choice + '{"apiVersion":"argoproj.io/v1alpha1","kind":"Workflow","metadata":{"name":"wf-{{ index $p 0 }}",' \
+                    '"annotations":{"d":"policy {{ index $p 0 }}."}}}'
+    return {
+        "metadata": {"name": "s", "namespace": "argo-events"},
+        "spec": {"dependencies": [_dep([_string("body.rule", "^.+$")])], "triggers": [{
+            "parameters": [{"src": {"dependencyName": "d", "dataTemplate": text}, "dest": "argoWorkflow.source.inline"}],
+            "template": {"name": "t", "argoWorkflow": {
+                "operation": "submit",
+                "source": {"inline": "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  name: placeholder\n"},
+                "parameters": [{"src": {"dependencyName": "d", "dataTemplate": "{{ .Input.body.rule }}: "},
+                                "dest": "metadata.annotations.d", "operation": "prepend"}],
+            }},
+        }]},
+    }
+
+
+def test_a_template_parameter_writes_the_inline_workflow_then_resource_parameters_apply():
+    """listener.go triggerOne: ApplyTemplateParameters (params.go, sjson on the trigger template)
+    before FetchResource; artifacts/inline.go returns source.inline as is and store.go
+    decodeAndUnstructure reads it with ghodss/yaml; then ApplyResourceParameters, where `prepend`
+    puts the value before the resource's current one (params.go ApplyParams). A template that
+    cannot be resolved fails the trigger: nothing is submitted."""
+    choice = '{{ $p := list }}{{ if eq .Input.body.rule "a" }}{{ $p = list "one" }}{{ end }}'
+    result = ss.evaluate(_inline_sensor(choice), _data({"rule": "a"}), now_ms=1)
+    wf = result.triggers[0].workflow
+    assert wf["metadata"]["name"] == "wf-one" and wf["metadata"]["annotations"] == {"d": "a: policy one."}
+    failed = ss.evaluate(_inline_sensor(choice), _data({"rule": "b"}), now_ms=1)
+    assert failed.matched and failed.triggers[0].workflow is None
+    assert "failed to apply template parameters" in failed.triggers[0].error
+    broken = ss.evaluate(_inline_sensor('{{ $p := list "x" }}['), _data({"rule": "a"}), now_ms=1)
+    assert broken.triggers[0].workflow is None and "trigger resource" in broken.triggers[0].error

@@ -16,8 +16,12 @@ What the Sensor pod does for a webhook event, step by step, and which module doe
 - trigger parameters (pkg/sensors/triggers/params.go; triggers.py): `dataTemplate` (Go
   text/template with sprig over `{"Input": <event data>}`, gotemplate.py; "" or "<no value>" or an
   error falls back to `dataKey`, then to `value`), `dataKey` (GJSON; JSON blocks and null as raw
-  text), `value`; `dest` set with sjson semantics (sjson.py) on the embedded `source.resource`. A
-  `submit` adds the labels Argo Events adds. sensor.py runs all of it for a Sensor loader.py read.
+  text), `value`; `dest` set with sjson semantics (sjson.py), `prepend`/`append` on the current
+  value. The trigger's own `parameters` apply first, to the trigger template (listener.go
+  triggerOne: ApplyTemplateParameters), e.g. writing `source.inline`; the resource is the embedded
+  `source.resource` or the `source.inline` text (ghodss/yaml). Templates have variables (`$x :=`,
+  `$x =`, `$`) scoped as text/template scopes them. A `submit` adds the labels Argo Events adds.
+  sensor.py runs all of it for a Sensor loader.py read.
 
 GJSON: plain key paths (`body.output_fields.k8s\\.ns\\.name`, also `proc\\.aname[2]`, which the `gjson`
 PyPI port cannot parse) are walked here on a parse that keeps each value's raw text, because

@@ -35,7 +35,7 @@ _ACTION_TOKEN = re.compile(
       | (?P<char>'(?:[^'\\\n]|\\.)*')
       | (?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)
       | (?P<dot>\.)
-      | (?P<var>\$[A-Za-z0-9_]*)
+      | (?P<var>\$[A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
       | (?P<number>[+-]?(?:0[xX][0-9a-fA-F_]+|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?))
       | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
       | (?P<pipe>\|)
@@ -95,6 +95,8 @@ class _Pipe:
 @dataclass
 class _Action:
     pipe: _Pipe
+    decl: str | None = None  # `{{ $x := p }}` or `{{ $x = p }}`: the variable, and nothing printed
+    assign: bool = False  # `=` sets the nearest existing $x (Go 1.11), `:=` declares a new one
 
 
 @dataclass
@@ -116,6 +118,7 @@ class GoTemplate:
 
     def __init__(self, source: str):
         self.source = source
+        self._vars = ["$"]  # parse.go Tree.vars: the variables in scope while parsing
         self.nodes = self._parse(source)
 
     # --- lexing and parsing -------------------------------------------------------------------
@@ -183,8 +186,8 @@ class GoTemplate:
             kind = m.lastgroup
             if kind == "space":
                 continue
-            if kind in ("var", "assign", "comma", "char"):
-                raise Unsupported(f"template construct {m.group(0)!r} (variables, assignments, char constants) in {self.source!r}")
+            if kind in ("comma", "char"):
+                raise Unsupported(f"template construct {m.group(0)!r} (range declarations, char constants) in {self.source!r}")
             toks.append(_Tok(kind, m.group(0)))
         return toks
 
@@ -215,15 +218,40 @@ class GoTemplate:
                 continue
             if head.kind == "ident" and head.text in _KEYWORDS:
                 raise Unsupported(f"template action {{{{{head.text} ...}}}} in {self.source!r}")
-            nodes.append(_Action(self._parse_pipe(toks)))
+            nodes.append(self._parse_action(toks))
             i += 1
         if not top:
             raise GoError(f"template: unexpected EOF in {self.source!r}")
         return nodes, None, i
 
+    def _parse_action(self, toks: list[_Tok]) -> _Action:
+        """`{{ p }}`, or `{{ $x := p }}` / `{{ $x = p }}` (parse.go pipeline: a declaration is a
+        variable then `:=` or `=`; `=` needs $x in scope, else "undefined variable")."""
+        if len(toks) >= 2 and toks[0].kind == "var" and toks[1].kind == "assign" and "." not in toks[0].text:
+            name, assign = toks[0].text, toks[1].text == "="
+            if name == "$":
+                raise GoError(f'template: param:1: undefined variable "$" cannot be assigned in {self.source!r}')
+            if assign and name not in self._vars:
+                raise GoError(f'template: param:1: undefined variable "{name}"')
+            pipe = self._parse_pipe(toks[2:])
+            if not assign:
+                self._vars.append(name)
+            return _Action(pipe, name, assign)
+        return _Action(self._parse_pipe(toks))
+
     def _parse_branch(self, kind: str, toks: list[_Tok], items: list, i: int):
         """`{{if p}}..{{else if q}}..{{else}}..{{end}}`: text/template parse.go parseControl reads
-        `else if` as `else` holding one nested `if` that shares the outer `end`."""
+        `else if` as `else` holding one nested `if` that shares the outer `end`. Variables declared
+        inside go out of scope at the `end` (parseControl: defer t.popVars)."""
+        mark = len(self._vars)
+        try:
+            return self._parse_branch_scoped(kind, toks, items, i)
+        finally:
+            del self._vars[mark:]
+
+    def _parse_branch_scoped(self, kind: str, toks: list[_Tok], items: list, i: int):
+        if any(t.kind == "assign" for t in toks):
+            raise Unsupported(f"template declaration in an {kind} pipeline in {self.source!r}")
         pipe = self._parse_pipe(toks)
         body, stop, i = self._parse_list(items, i)
         orelse: list = []
@@ -232,7 +260,7 @@ class GoTemplate:
                 chained = stop[1][0]
                 if chained.kind != "ident" or chained.text != kind or kind != "if":
                     raise Unsupported(f"template 'else {chained.text}' chains in {self.source!r}")
-                node, i = self._parse_branch("if", stop[1][1:], items, i)
+                node, i = self._parse_branch_scoped("if", stop[1][1:], items, i)
                 return _Branch(kind, pipe, body, [node]), i
             orelse, stop, i = self._parse_list(items, i)
             if stop[0] != "end":
@@ -275,6 +303,13 @@ class GoTemplate:
         return _Pipe(cmds)
 
     def _operand(self, t: _Tok) -> _Operand:
+        if t.kind == "var":
+            name, *fields = t.text.split(".")
+            if name not in self._vars:
+                raise GoError(f'template: param:1: undefined variable "{name}"')
+            return _Operand("var", (name, fields))
+        if t.kind == "assign":
+            raise GoError(f"template: unexpected {t.text!r} in command")
         if t.kind == "field":
             return _Operand("field", t.text[1:].split("."))
         if t.kind == "dot":
@@ -302,30 +337,39 @@ class GoTemplate:
 
     def execute(self, data: Any) -> str:
         out: list[str] = []
-        self._run(self.nodes, data, data, out)
+        # exec.go state.vars: a stack of (name, value), `$` the data; a declaration pushes, `=`
+        # sets the nearest of that name (setVar), an if/with pops what its body pushed (s.mark)
+        self._run(self.nodes, data, [["$", data]], out)
         return "".join(out)
 
-    def _run(self, nodes: list, dot: Any, root: Any, out: list[str]) -> None:
+    def _run(self, nodes: list, dot: Any, vars: list, out: list[str]) -> None:
         for node in nodes:
             if isinstance(node, _Text):
                 out.append(node.text)
             elif isinstance(node, _Action):
-                value = self._pipe(node.pipe, dot, root)
-                out.append("<no value>" if value is None else go_sprint(value))
-            else:
-                value = self._pipe(node.pipe, dot, root)
-                if _truth(value):
-                    self._run(node.body, value if node.kind == "with" else dot, root, out)
+                value = self._pipe(node.pipe, dot, vars)
+                if node.decl is None:
+                    out.append("<no value>" if value is None else go_sprint(value))
+                elif node.assign:
+                    next(v for v in reversed(vars) if v[0] == node.decl)[1] = value
                 else:
-                    self._run(node.orelse, dot, root, out)
+                    vars.append([node.decl, value])
+            else:
+                mark = len(vars)
+                value = self._pipe(node.pipe, dot, vars)
+                if _truth(value):
+                    self._run(node.body, value if node.kind == "with" else dot, vars, out)
+                else:
+                    self._run(node.orelse, dot, vars, out)
+                del vars[mark:]
 
-    def _pipe(self, pipe: _Pipe, dot: Any, root: Any) -> Any:
+    def _pipe(self, pipe: _Pipe, dot: Any, vars: list) -> Any:
         value: Any = _MISSING
         for cmd in pipe.cmds:
-            value = self._command(cmd, dot, root, value)
+            value = self._command(cmd, dot, vars, value)
         return value
 
-    def _command(self, cmd: list[_Operand], dot: Any, root: Any, final: Any) -> Any:
+    def _command(self, cmd: list[_Operand], dot: Any, vars: list, final: Any) -> Any:
         first = cmd[0]
         if first.kind == "ident" and first.value in ("and", "or"):
             # text/template since Go 1.18 (funcs.go and/or, exec.go evalCall): arguments are
@@ -334,28 +378,35 @@ class GoTemplate:
                 raise GoError(f"template: wrong number of args for {first.value}: want at least 1 got 0")
             value: Any = None
             for a in cmd[1:]:
-                value = self._arg(a, dot, root)
+                value = self._arg(a, dot, vars)
                 if _truth(value) == (first.value == "or"):
                     return value
             return final if final is not _MISSING else value
         if first.kind == "ident":
-            args = [self._arg(a, dot, root) for a in cmd[1:]]
+            args = [self._arg(a, dot, vars) for a in cmd[1:]]
             if final is not _MISSING:
                 args.append(final)
             return _call(first.value, args)
         if len(cmd) > 1 or final is not _MISSING:
             raise GoError(f"template: can't give argument to non-function {first.kind}")
-        return self._arg(first, dot, root)
+        return self._arg(first, dot, vars)
 
-    def _arg(self, op: _Operand, dot: Any, root: Any) -> Any:
+    def _arg(self, op: _Operand, dot: Any, vars: list) -> Any:
         if op.kind == "field":
             return _field(dot, op.value)
         if op.kind == "dot":
             return dot
         if op.kind == "pipe":
-            return self._pipe(op.value, dot, root)
+            return self._pipe(op.value, dot, vars)
         if op.kind == "ident":
             return _call(op.value, [])
+        if op.kind == "var":
+            name, fields = op.value
+            try:
+                value = next(v for v in reversed(vars) if v[0] == name)[1]
+            except StopIteration:  # declared in a branch not taken (exec.go varValue)
+                raise GoError(f"template: undefined variable: {name}") from None
+            return _field(value, fields) if fields else value
         return op.value
 
 

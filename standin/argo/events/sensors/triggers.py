@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from standin.argo.events.sensors.errors import GoError, Unsupported
 from standin.argo.events.sensors.gjson import gjson_get
 from standin.argo.events.sensors.gojson import Node, cached, go_marshal, parse_json
@@ -87,6 +89,24 @@ def apply_parameters(obj: Any, params: list[dict], events: dict[str, Node]) -> A
     return obj
 
 
+def inline_resource(text: Any) -> dict:
+    """The resource of `source.inline` (artifacts/inline.go InlineReader, then store.go
+    decodeAndUnstructure: ghodss/yaml.Unmarshal into a map, i.e. YAML 1.1 (yaml.v2) converted to
+    JSON). JSON text reads exactly as JSON; other YAML through PyYAML's YAML 1.1 loader."""
+    if not isinstance(text, str):
+        raise ValueError(f"inline is {type(text).__name__}, not a string")
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        try:
+            obj = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"error converting YAML to JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("error unmarshaling JSON: cannot unmarshal into Go value of type map[string]interface {}")
+    return _wire(obj)
+
+
 def _wire(obj: Any) -> Any:
     """A JSON round trip, as the Sensor marshals and unmarshals the template."""
     return json.loads(json.dumps(obj))
@@ -100,7 +120,11 @@ def run_trigger(sensor: dict, trigger: dict, events: dict[str, Node], now_ms: in
     template = trigger.get("template") or {}
     name = str(template.get("name"))
     if trigger.get("parameters"):
-        template = apply_parameters(template, trigger["parameters"], events)
+        # listener.go triggerOne: ApplyTemplateParameters first; an unresolvable one fails the trigger
+        try:
+            template = _wire(apply_parameters(template, trigger["parameters"], events))
+        except GoError as exc:
+            return TriggerResult(name, None, f"failed to apply template parameters, {exc}")
     for key in template:
         if key not in ("name", "argoWorkflow", "conditions"):
             raise Unsupported(f"trigger {name!r}: trigger type {key!r} (only argoWorkflow is simulated)")
@@ -116,9 +140,15 @@ def run_trigger(sensor: dict, trigger: dict, events: dict[str, Node], now_ms: in
     if aw.get("args"):
         raise Unsupported(f"trigger {name!r}: argoWorkflow args {aw['args']!r}")
     source = aw.get("source") or {}
-    if set(source) != {"resource"}:
-        raise Unsupported(f"trigger {name!r}: source {sorted(source)} (only an embedded resource is simulated)")
-    resource = copy.deepcopy(source["resource"])
+    if set(source) not in ({"resource"}, {"inline"}):
+        raise Unsupported(f"trigger {name!r}: source {sorted(source)} (only an embedded resource or inline text is simulated)")
+    if "inline" in source:
+        try:
+            resource = inline_resource(source["inline"])
+        except ValueError as exc:
+            return TriggerResult(name, None, f"failed to fetch the trigger resource: {exc}")
+    else:
+        resource = copy.deepcopy(source["resource"])
     try:
         workflow = apply_parameters(resource, aw.get("parameters") or [], events)
     except GoError as exc:
