@@ -23,6 +23,19 @@ What names the container inside the archive is what the runtimes write (checked 
   config.dump, spec.dump, then rootfs-diff.tar and the log under the name
   io.kubernetes.cri-o.LogPath.
 The kubelet's own container labels and annotations: pkg/kubelet/kuberuntime/labels.go.
+
+What the container did is standin.criu.scenario's compromised web server (its EXPECTED says what
+is where): checkpoint/ holds its CRIU image set, `dump.log` is CRIU's log (both runtimes carry
+it: containerd copies it from the container's work dir in CheckpointContainer, CRI-O lists it in
+exportCheckpoint's include list), and the writable layer is packed as each runtime packs it:
+- CRI-O (crutils.CRCreateRootFsDiffTar, containers/common pkg/crutils): the added and modified
+  non-directory paths of the storage diff go into a plain `rootfs-diff.tar` (names relative,
+  in the diff's order), the deleted ones into `deleted.files`, a JSON list of absolute paths;
+  `bind.mounts` (prepareCheckpointExport) lists the bind mounts outside /dev, /proc, /run, /sys;
+- containerd: `rootfs-diff.tar` is the rw layer as the diff service writes it (pkg/archive
+  WriteDiff's ChangeWriter: lexical order, parent directories included, directories named with a
+  trailing slash, a deletion as an empty `.wh.<name>` file) and gzip-compressed
+  (MediaTypeImageLayerGzip) whatever its name.
 """
 
 from __future__ import annotations
@@ -37,10 +50,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from standin import shared_dir
+from standin.criu import scenario
 from standin.kube.stamps import digest, go_rfc3339, hex64
 
 PADDING_MEMBER = "checkpoint/pages-2.img"  # more memory pages: the natural way an archive grows
-CRIU_PID = 17508  # the pid in the shared CRIU image set (core-17508.img): keep the archive consistent
+CRIU_PID = scenario.SERVER_PID  # the dump's root, the container's init (standin.criu.scenario)
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # encoding/json of a zero time.Time (restoredTime)
 CRIO_LOG_MEMBER = "io.kubernetes.cri-o.LogPath"  # CRI-O stores the container log under the annotation's name
 
@@ -60,12 +74,61 @@ def criu_images(directory: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((p.name, p.read_bytes()) for p in sorted(root.iterdir()) if p.is_file() and p.name not in skip)
 
 
-def _small_tar(files: dict[str, bytes], mtime: float) -> bytes:
+def _layer_tar(entries: list[tuple[str, bytes | None, int]], mtime: float) -> bytes:
+    """A tar of (name, data or None for a directory, mode) in the order given."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            tar.addfile(_file_info(name, len(data), mtime), io.BytesIO(data))
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in entries:
+            if data is None:
+                info = _dir_info(name, mtime)
+                info.mode = mode
+                tar.addfile(info)
+            else:
+                tar.addfile(_file_info(name, len(data), mtime, mode), io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _crio_rootfs_diff(mtime: float) -> tuple[bytes, bytes]:
+    """CRI-O's rootfs-diff.tar (the diff's added and modified paths, directories that were added
+    included, modified directories not) and deleted.files."""
+    changes = sorted([(d, None, 0o755) for d in scenario.ROOTFS_ADDED_DIRS] +
+                     [(n, data, mode) for n, (data, mode) in scenario.ROOTFS_FILES.items()])  # fmt: skip
+    return _layer_tar(changes, mtime), json.dumps(scenario.ROOTFS_DELETED).encode()
+
+
+def _containerd_rootfs_diff(mtime: float) -> bytes:
+    """containerd's rw layer: every changed path with its parent directories, whiteouts for the
+    deleted, in lexical order, gzip-compressed."""
+    entries: dict[str, tuple[bytes | None, int]] = {}
+    whiteouts = [str(Path(p.lstrip("/")).parent / f".wh.{Path(p).name}") for p in scenario.ROOTFS_DELETED]
+    changed = [*scenario.ROOTFS_FILES, *scenario.ROOTFS_ADDED_DIRS, *whiteouts]
+    for name in changed:
+        for parent in reversed(Path(name).parents[:-1]):
+            entries.setdefault(str(parent), (None, 0o755))
+    for name in scenario.ROOTFS_ADDED_DIRS:
+        entries[name] = (None, 0o755)
+    for name, (data, mode) in scenario.ROOTFS_FILES.items():
+        entries[name] = (data, mode)
+    for name in whiteouts:
+        entries[name] = (b"", 0o644)
+    layer = _layer_tar([(n, d, m) for n, (d, m) in sorted(entries.items())], mtime)
+    return gzip.compress(layer, mtime=0)
+
+
+def _bind_mounts(facts: dict) -> bytes:
+    """CRI-O's bind.mounts: the kubelet's per-pod bind mounts (hosts, hostname, resolv.conf,
+    termination log, the service account token volume) as prepareCheckpointExport lists them."""
+    pod_dir = f"/var/lib/kubelet/pods/{facts['pod_uid']}"
+    userdata = f"/run/containers/storage/overlay-containers/{digest(facts['pod_uid'] or facts['pod'])}/userdata"
+    mounts = [
+        (f"{pod_dir}/etc-hosts", "/etc/hosts", "file", 0o644),
+        (f"{pod_dir}/containers/{facts['container']}/{digest(facts['id'])[:8]}", "/dev/termination-log", "file", 0o644),
+        (f"{userdata}/hostname", "/etc/hostname", "file", 0o644),
+        (f"{userdata}/resolv.conf", "/etc/resolv.conf", "file", 0o644),
+        (f"{pod_dir}/volumes/kubernetes.io~projected/kube-api-access-{digest(facts['pod'])[:5]}",
+         "/var/run/secrets/kubernetes.io/serviceaccount", "directory", 0o755),
+    ]  # fmt: skip
+    return json.dumps([{"source": s, "destination": d, "file_type": t, "permissions": p} for s, d, t, p in mounts]).encode()
 
 
 def _file_info(name: str, size: int, mtime: float, mode: int = 0o644) -> tarfile.TarInfo:
@@ -78,6 +141,12 @@ def _dir_info(name: str, mtime: float) -> tarfile.TarInfo:
     info = _file_info(name, 0, mtime, 0o755)
     info.type = tarfile.DIRTYPE
     return info
+
+
+def _privileged(pod: dict, container: str) -> bool:
+    """securityContext.privileged of the container: every capability, CAP_SYS_ADMIN included."""
+    spec = next(c for c in pod["spec"]["containers"] if c["name"] == container)
+    return bool((spec.get("securityContext") or {}).get("privileged"))
 
 
 def _container_facts(pod: dict, container: str) -> dict:
@@ -144,7 +213,7 @@ def _config_dump(facts: dict, runtime: str, moment: dt.datetime) -> dict:
     }
 
 
-def _spec_dump(facts: dict, runtime: str) -> dict:
+def _spec_dump(facts: dict, runtime: str, privileged: bool = False) -> dict:
     sandbox_id = digest(facts["pod_uid"] or facts["pod"])
     if runtime == "containerd":
         annotations = {
@@ -173,13 +242,16 @@ def _spec_dump(facts: dict, runtime: str) -> dict:
             **kube_annotations,
             **labels,
         }
+    init = scenario.PROCESSES[scenario.SERVER_PID]
+    caps = sorted(scenario.CAP_BITS) if privileged else scenario.CAPS[runtime]
     return {
         "ociVersion": "1.1.0",
         "process": {
             "user": {"uid": 0, "gid": 0},
-            "args": ["/usr/bin/sleep", "1000"],
-            "env": ["PATH=/usr/bin:/bin", "FORENSIC_DEMO=1"],
-            "cwd": "/srv/workload",
+            "args": init["argv"],
+            "env": init["env"],
+            "cwd": init["cwd"],
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
         },
         "root": {"path": "rootfs"},
         "hostname": facts["pod"],
@@ -220,21 +292,27 @@ def checkpoint_members(
     if runtime not in ("containerd", "cri-o"):
         raise ValueError(f"runtime must be containerd or cri-o, got {runtime!r}")
     facts = _container_facts(pod, container)
-    images = criu_images(str(shared_dir() / "criu-sample"))
-    stats = dict(images).get("stats-dump", b"")
+    privileged = _privileged(pod, container)
+    sample = str(shared_dir() / "criu-sample")
+    stats = dict(criu_images(sample)).get("stats-dump", b"")
+    images = scenario.criu_image_set(sample, runtime, privileged)
     log_stamp = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    log = f"{log_stamp} stdout F sleeping\n".encode()
+    log = f"{log_stamp} stderr F [sysinit] httpd started on :8080\n".encode()
     config = json.dumps(_config_dump(facts, runtime, moment)).encode()
-    spec = json.dumps(_spec_dump(facts, runtime)).encode()
+    spec = json.dumps(_spec_dump(facts, runtime, privileged)).encode()
     criu = [("checkpoint", None)] + [(f"checkpoint/{name}", data) for name, data in images]
-    payload = {"tmp/dropped.sh": b"#!/bin/sh\necho standin payload\n"}
+    dump_log = scenario.dump_log(pod.get("spec", {}).get("nodeName") or "node-1")
     if runtime == "cri-o":  # exportCheckpoint's include order; rootfs-diff.tar is a plain tar
+        diff, deleted = _crio_rootfs_diff(moment.timestamp())
         return [
             ("stats-dump", stats),
+            ("dump.log", dump_log),
             *criu,
             ("config.dump", config),
             ("spec.dump", spec),
-            ("rootfs-diff.tar", _small_tar(payload, moment.timestamp())),
+            ("bind.mounts", _bind_mounts(facts)),
+            ("rootfs-diff.tar", diff),
+            ("deleted.files", deleted),
             (CRIO_LOG_MEMBER, log),
         ]
     started = _nanos(facts["started"])
@@ -245,8 +323,9 @@ def checkpoint_members(
         *criu,
         ("config.dump", config),
         ("container.log", log),
+        ("dump.log", dump_log),
         # containerd writes the rw layer blob as it is, MediaTypeImageLayerGzip (writeRootFsDiffTar)
-        ("rootfs-diff.tar", gzip.compress(_small_tar(payload, moment.timestamp()), mtime=0)),
+        ("rootfs-diff.tar", _containerd_rootfs_diff(moment.timestamp())),
         ("spec.dump", spec),
         ("stats-dump", stats),
         ("status", json.dumps(status).encode()),
