@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine import names, simulate
+from engine import lint, names, simulate
 from standin.argo.events import sensors as sensorsim
 from standin.argo.events.webhook import WebhookEndpoint, WebhookServer, serving_tls
 from standin.argo.workflows import LocalRunner, RunResult, TaskRun
@@ -370,6 +370,8 @@ class Demo:
         say("[6/6] result")
         self.show_dag(run)
         result.evidence = self.show_evidence(run)
+        result.evidence["bundle"] = self.show_bundle(run)
+        result.evidence["analysis"] = self.show_analysis(run)
         verdict = next((t.outputs.get("result") for t in run.tasks if t.name == "quarantine" and t.outputs), None)
         result.pod = self.show_pod(workload, verdict)
         result.networkpolicies = self.show_networkpolicies(workload["namespace"])
@@ -448,6 +450,51 @@ class Demo:
         say(f"    manifest     {info['manifest_uri']}")
         say(f"    on {NODE}     archives left in the checkpoint directory: {info['archives_on_node'] or 'none (moved to S3)'}")
         return info
+
+    def show_bundle(self, run: RunResult) -> dict:
+        """The evidence bundle verify read before isolating (steps/bundle.py): every file of its
+        manifest downloaded and hashed again."""
+        verify = next((t for t in run.tasks if t.template == "verify"), None)
+        outputs = verify.outputs if verify else {}
+        self.say(f"  evidence bundle (read by verify before isolation): {outputs.get('bundle') or 'none'}")
+        uri = outputs.get("bundle-manifest-uri") or ""
+        if not uri:
+            return {}
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        client = self.s3.client()
+        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        manifest = json.loads(raw)
+        files = []
+        for entry in manifest.get("files") or []:
+            data = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+            ok = hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
+            files.append({**entry, "verified": ok})
+            self.say(f"    {entry['name']:<26} {entry['sha256']}  {entry['size']:>7} bytes{'' if ok else '  MISMATCH'}")
+        sha = hashlib.sha256(raw).hexdigest()
+        self.say(f"    manifest.json              {sha}  (= verify's bundle-sha256: {sha == outputs.get('bundle-sha256')})")
+        return {"manifest_uri": uri, "sha256": sha, "files": files, "problems": manifest.get("problems") or []}
+
+    def show_analysis(self, run: RunResult) -> dict:
+        """analyze's summary, and analysis.json downloaded and hashed again against its output."""
+        analyze = next((t for t in run.tasks if t.template == "analyze"), None)
+        if analyze is None:
+            return {}
+        if analyze.phase != "Succeeded":
+            self.say(f"  analysis: {analyze.phase}" + (f": {_short(analyze.message, 300)}" if analyze.message else ""))
+            return {"phase": analyze.phase}
+        outputs = analyze.outputs
+        self.say("  analysis (the analyze step, on the archive as stored)")
+        for line in (outputs.get("summary") or "").splitlines():
+            self.say(f"    {line}")
+        uri = outputs.get("analysis-uri", "")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        sha = hashlib.sha256(self.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+        ok = sha == outputs.get("analysis-sha256")
+        self.say(f"    uri          {uri}")
+        self.say(f"    sha256       {sha}  ({'re-verified: matches the step output' if ok else 'MISMATCH with the step output'})")
+        self.say(f"    custody      {outputs.get('custody-uri', '')}")
+        return {"phase": analyze.phase, "uri": uri, "sha256": sha, "verified": ok, "findings": outputs.get("findings", ""),
+                "custody_uri": outputs.get("custody-uri", "")}
 
     def show_pod(self, workload: dict, verdict: str | None = None) -> dict | None:
         """The pod as the API has it; `verdict` is quarantine's own result (isolated or why not)."""
@@ -547,6 +594,9 @@ def run(args: argparse.Namespace) -> int:
         # refuse what cannot be demonstrated before starting the stand-in world
         build_dir = Path(args.build_dir)
         alert = simulate.check_alert(alert_bytes, sensorsim.load_eventsource(build_dir))
+        stale = lint.stale_note(build_dir, args.policy_file)  # said, and the demo runs all the same
+        if stale:
+            print(stale, file=sys.stderr)
         workload_identity(alert)
         if args.policy:
             simulate.check_policy(sensorsim.load_sensors(build_dir), args.policy)
@@ -563,6 +613,8 @@ def register(subparsers) -> None:
     p.add_argument("--event", default=None, help=f"the alert JSON file (default: falco-events/{DEFAULT_EVENT})")
     p.add_argument("--policy", default=None, help="force this policy, or a pipeline by name, whatever the Sensors decide")
     p.add_argument("--build-dir", default="build", help="where the generated manifests are (default: build)")
+    p.add_argument("--policy-file", default=None,
+                   help="the policy file build/ should come from (default: response.yaml): a stale build/ is said in one line")
     p.add_argument("--kubelet-tls", default="cluster-ca", choices=("cluster-ca", "self-signed"),
                    help="how the node's kubelet got its serving certificate: from the cluster CA (serverTLSBootstrap; "
                         "default) or self-signed (the kubeadm/kind default)")

@@ -148,7 +148,16 @@ WORKFLOW_PARAMETERS = (
 )
 
 # Steps: template name == step module == service account suffix.
-STEPS = ("verify", "checkpoint", "copy", "quarantine", "delete", "report")
+STEPS = ("verify", "checkpoint", "copy", "analyze", "quarantine", "delete", "report")
+
+# What the analyze step writes beside the checkpoint (steps/analyze.py), and the custody record that
+# adds their SHA-256s to the chain of custody: a new object, since manifest.json is written once
+# (If-None-Match, Object Lock) and never gets a second version.
+ANALYSIS_OBJECT = "analysis.json"
+ANALYSIS_SUMMARY_OBJECT = "summary"
+ANALYSIS_CUSTODY_OBJECT = "custody-analyze.json"
+CUSTODY_SCHEMA = f"{DOMAIN}/custody-record/v1"
+EVIDENCE_MANIFEST_SCHEMA = f"{DOMAIN}/evidence-manifest/v1"
 
 
 def step_service_account(step: str) -> str:

@@ -116,12 +116,37 @@ def verify(settings: Settings, pipeline: str = "", isolate: bool = False) -> Con
         settings,
         "verify",
         inputs,
-        ["container-name", "container-id", "pod-uid", "node", "image", "image-id"] + (["isolation"] if isolate else []),
+        ["container-name", "container-id", "pod-uid", "node", "image", "image-id"] + (["isolation"] if isolate else [])
+        + ["bundle", "bundle-manifest-uri", "bundle-sha256"],
         _flags(*inputs) + ["--protected-namespaces=" + ",".join(settings.protected_namespaces)]
         + [f"--max-alert-age={settings.max_alert_age_seconds}"]
         + _owner_cap(settings, pipeline)
-        + (_isolate(settings) if isolate else []),
+        + (_isolate(settings) if isolate else [])
+        + _bundle_flags(settings),
+        # the evidence bundle is read before isolation and stored from this pod (steps/bundle.py): put-only.
+        # optional: without the Secret the kubelet would not start the pod (CreateContainerConfigError),
+        # and isolation must never wait for the evidence store; the bundle then says `failed: ...`.
+        env=[
+            m.EnvVar(name=e.name, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(
+                name=e.value_from.secret_key_ref.name, key=e.value_from.secret_key_ref.key, optional=True)))
+            for e in _evidence_store(settings)[1]
+        ],
     )
+
+
+def _bundle_flags(settings: Settings) -> list[str]:
+    """Where verify stores the evidence bundle (steps/bundle.py): copy's bucket, prefix, lock and encryption."""
+    ev = settings.evidence
+    return [
+        f"--bucket={ev.bucket}",
+        f"--endpoint-url={ev.endpoint}",
+        f"--region={ev.region}",
+        f"--prefix={ev.prefix}",
+        f"--object-lock-mode={ev.object_lock.mode if ev.object_lock else ''}",
+        f"--object-lock-days={ev.object_lock.days if ev.object_lock else 0}",
+        f"--sse={ev.sse.algorithm if ev.sse else ''}",
+        f"--sse-kms-key-id={(ev.sse.kms_key_id or '') if ev.sse else ''}",
+    ]
 
 
 def _isolate(settings: Settings) -> list[str]:
@@ -193,7 +218,7 @@ def copy(settings: Settings) -> Container:
     ev, cp = settings.evidence, settings.checkpoint
     inputs = [
         "archive", "node", "namespace", "pod", "container", "container-id", "pod-uid",
-        "image", "image-id", "rule", "priority", "alert-time", "policy",
+        "image", "image-id", "rule", "priority", "alert-time", "policy", "bundle-manifest-uri", "bundle-sha256",
     ]
     args = _flags(*inputs) + [
         f"--checkpoint-dir={cp.directory}",
@@ -210,13 +235,7 @@ def copy(settings: Settings) -> Container:
         f"--sse={ev.sse.algorithm if ev.sse else ''}",
         f"--sse-kms-key-id={(ev.sse.kms_key_id or '') if ev.sse else ''}",
     ]
-    env = [
-        m.EnvVar(
-            name=key,
-            value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=ev.credentials_secret, key=key)),
-        )
-        for key in names.EVIDENCE_SECRET_ENV
-    ]
+    _, env = _evidence_store(settings)
     pin = m.Affinity(
         node_affinity=m.NodeAffinity(
             required_during_scheduling_ignored_during_execution=m.NodeSelector(
@@ -245,6 +264,46 @@ def copy(settings: Settings) -> Container:
         env=env,
         affinity=pin,
         tolerations=[m.Toleration(operator="Exists")],  # the alert's node may be tainted
+    )
+
+
+ANALYZE_TIMEOUT_SECONDS = 600  # the analyzer's own bound (steps/analyze.py --timeout); the pod's is 120 s more
+
+
+def _evidence_store(settings: Settings) -> tuple[list[str], list[m.EnvVar]]:
+    """The S3 flags and the credentials' env of the steps that use the evidence store."""
+    ev = settings.evidence
+    flags = [f"--bucket={ev.bucket}", f"--endpoint-url={ev.endpoint}", f"--region={ev.region}"]
+    env = [
+        m.EnvVar(
+            name=key,
+            value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=ev.credentials_secret, key=key)),
+        )
+        for key in names.EVIDENCE_SECRET_ENV
+    ]
+    return flags, env
+
+
+def analyze(settings: Settings) -> Container:
+    """Reads the evidence copy stored, from S3 only: no Kubernetes token (argoexec reports with the
+    executor's), no hostPath, any node, not root. Outputs shown in the Argo UI (steps/analyze.py)."""
+    inputs = ["manifest-uri", "sha256"]
+    flags, env = _evidence_store(settings)
+    args = _flags(*inputs) + flags + [
+        "--workflow-name={{workflow.name}}",
+        "--workflow-namespace={{workflow.namespace}}",
+        "--workflow-uid={{workflow.uid}}",
+        f"--timeout={ANALYZE_TIMEOUT_SECONDS}",
+    ]
+    return step(
+        settings,
+        "analyze",
+        inputs,
+        ["analysis-uri", "analysis-sha256", "summary", "findings", "custody-uri"],
+        args,
+        needs_api=False,
+        env=env,
+        active_deadline_seconds=ANALYZE_TIMEOUT_SECONDS + 120,
     )
 
 

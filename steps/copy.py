@@ -42,6 +42,9 @@ same UID):
 
 Outputs: evidence-uri, manifest-uri, sha256, size, version-id.
 
+With --bundle-manifest-uri and --bundle-sha256 (verify's evidence bundle, steps/bundle.py) the
+manifest's `bundle` names that bundle's manifest and its SHA-256: the custody record covers both.
+
 RBAC: none in Kubernetes (no service account token). The pod runs as root (the archive is 0600
 root in a 0700 directory) with a hostPath mount of the checkpoint directory. S3 credentials come
 only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optional AWS_SESSION_TOKEN); the S3
@@ -108,6 +111,7 @@ def parse(argv: Sequence[str] | None):
         parser.add_argument(f"--{flag}", required=True)
     for flag in (
         "image", "image-id", "endpoint-url", "prefix", "object-lock-mode", "sse", "sse-kms-key-id",
+        "bundle-manifest-uri", "bundle-sha256",
     ):  # fmt: skip
         parser.add_argument(f"--{flag}", default="")
     parser.add_argument("--alert", default=None)
@@ -160,11 +164,27 @@ def parse(argv: Sequence[str] | None):
     if args.sse_kms_key_id and args.sse != "aws:kms":
         raise Refused("sse-kms-key-id: a KMS key only goes with --sse=aws:kms")
     args.part_size = integer("part-size", args.part_size, MIN_PART_SIZE, MAX_PART_SIZE)
+    bundle_reference(args)
 
     args.file_name = archive_name(args.archive, args.pod, args.namespace, args.container)
     args.checkpoint_dir = checkpoint_dir(args.checkpoint_dir)
     args.outputs_dir = str(args.outputs_dir)
     return args
+
+
+def bundle_reference(args) -> None:
+    """verify's evidence bundle (steps/bundle.py): its manifest's URI in this bucket and SHA-256, or neither
+    (its upload failed, or an older verify)."""
+    uri, digest = args.bundle_manifest_uri, args.bundle_sha256
+    if not uri and not digest:
+        return
+    if not uri or not digest:
+        raise Refused("bundle-manifest-uri and bundle-sha256: give both (verify's evidence bundle) or neither")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise Refused(f"bundle-sha256: {digest[:80]!r} is not a SHA-256 (64 hex)")
+    key = uri.removeprefix(f"s3://{args.bucket}/")
+    if key == uri or not key.endswith("/bundle/manifest.json") or ".." in key.split("/"):
+        raise Refused(f"bundle-manifest-uri: {uri[:120]!r} is not s3://{args.bucket}/<...>/bundle/manifest.json")
 
 
 def integer(name: str, value: object, low: int, high: int) -> int:
@@ -933,6 +953,11 @@ def manifest(args, upload: Upload, keys: dict[str, str], started: str, finished:
             else None
         ),
         "sse": {"algorithm": args.sse, "kms_key_id": args.sse_kms_key_id} if args.sse else None,
+        # the pod, owners, Events, logs, NetworkPolicies and node verify read before isolation (steps/bundle.py)
+        "bundle": (
+            {"manifest_uri": args.bundle_manifest_uri, "manifest_sha256": args.bundle_sha256}
+            if args.bundle_manifest_uri else None
+        ),
         "workflow": {"namespace": args.workflow_namespace, "name": args.workflow_name, "uid": args.workflow_uid},
         "versions": versions(),
     }

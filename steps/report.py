@@ -1,7 +1,8 @@
 """report: the exit handler. Tell responders what happened, where they already look.
 
 Reads its own Workflow (argoproj.io/v1alpha1) and collects each step's phase and the outputs that
-matter (evidence-uri, sha256, size from copy; result from quarantine / delete). A missing
+matter (evidence-uri, sha256, size from copy; result from quarantine / delete; findings, the
+one line of analyze, or why it has none). A missing
 Workflow or missing outputs are reported as unknown, never a crash. Then:
 
 - records a core/v1 Event on the pod (`kubectl describe pod` shows it): reason
@@ -46,7 +47,8 @@ PIPELINE_STEPS = {
 }
 TRACKED = tuple(s for s in names.STEPS if s != "report")
 WORKFLOW_STATUSES = ("Succeeded", "Failed", "Error")
-KEPT_OUTPUTS = ("evidence-uri", "sha256", "size", "result", "container-name", "image", "removed-labels")
+KEPT_OUTPUTS = ("evidence-uri", "sha256", "size", "result", "container-name", "image", "removed-labels",
+                "findings", "analysis-uri", "analysis-sha256", "bundle")
 MESSAGE_LIMIT = 1024  # core/v1 Event note limit
 RETRY_SUFFIX = re.compile(r"\(\d+\)$")
 UNKNOWN = "unknown"
@@ -207,13 +209,26 @@ def evidence_of(steps: dict[str, dict]) -> dict[str, str]:
     }
 
 
+def analysis_text(steps: dict[str, dict]) -> str:
+    """analyze's one line of findings, or why there is none; its failure never is the response's
+    (continueOn in the DAG), so it is said here, not as the step the response failed at."""
+    info = steps.get("analyze")
+    if not info or info["phase"] in ("not-run", "Omitted", "Skipped"):
+        return ""
+    findings = info["outputs"].get("findings")
+    if info["phase"] == "Succeeded" and findings:
+        return common.one_line(findings, 300).rstrip(".") + "."
+    why = info["message"]
+    return f"Analysis {info['phase']}{': ' + why if why else ''} (containment unaffected)."
+
+
 def compose(args, steps: dict[str, dict], pod_exists: bool | None) -> tuple[bool, str]:
     succeeded = args.workflow_status == "Succeeded"
     where = f"{args.namespace}/{args.pod}"
     text = f"Falco alert {args.rule!r} ({args.priority}) on pod {where}: "
     if args.dry_run:
         text = "DRY RUN, nothing was changed. " + text
-    failed = next((s for s, info in steps.items() if info["phase"] in ("Failed", "Error")), None)
+    failed = next((s for s, info in steps.items() if info["phase"] in ("Failed", "Error") and s != "analyze"), None)
     if succeeded:
         text += "response succeeded"
     elif failed:
@@ -231,6 +246,12 @@ def compose(args, steps: dict[str, dict], pod_exists: bool | None) -> tuple[bool
             text += f" Evidence {evidence['uri']} sha256 {evidence['sha256']} ({evidence['size']} bytes)."
         else:
             text += " No evidence stored."
+    bundle = steps.get("verify", {}).get("outputs", {}).get("bundle", "")
+    if bundle.startswith("failed: "):  # verify's evidence bundle (steps/bundle.py) never stops containment
+        text += f" Evidence bundle NOT stored ({common.one_line(bundle.removeprefix('failed: '), 160)}); containment unaffected."
+    analysis = analysis_text(steps)
+    if analysis:
+        text += f" {analysis}"
     if pod_exists is False:
         text += " The pod no longer exists."
     text += " Steps: " + ", ".join(f"{s} {info['phase']}" for s, info in steps.items()) + "."
@@ -388,6 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": {s: info["phase"] for s, info in steps.items()},
         "results": {s: steps[s]["outputs"].get("result", UNKNOWN) for s in ("quarantine", "delete") if s in steps},
         "evidence": evidence_of(steps) if "copy" in steps else None,
+        "analysis": {
+            "phase": steps["analyze"]["phase"],
+            "findings": steps["analyze"]["outputs"].get("findings", UNKNOWN),
+            "uri": steps["analyze"]["outputs"].get("analysis-uri", UNKNOWN),
+            "sha256": steps["analyze"]["outputs"].get("analysis-sha256", UNKNOWN),
+        } if "analyze" in steps else None,
         "event": {"name": name, "reason": event["reason"], "type": event["type"], "state": event_state},
     }
     notified = {}

@@ -28,8 +28,16 @@ by) stays with the quarantine step, which judges isolation again and escalates. 
 isolate is logged and reported there, never stops the pipeline (quarantine or delete still runs).
 --dry-run=true logs what it would do.
 
+Evidence bundle (--bucket given: every generated pipeline): once every check passed and BEFORE the
+isolation, it reads the pod's owner chain, Events, container logs, selecting NetworkPolicies and
+node into memory, and stores them with the pod beside the checkpoint after isolating
+(steps/bundle.py says why here). Outputs bundle (`stored: <uri>` or `failed: <why>`: a failure
+never stops the pipeline), bundle-manifest-uri, bundle-sha256.
+
 RBAC: pods get (in the watched namespaces), and what steps/owner_cap.py lists; with isolation,
-pods patch and networkpolicies get, list, create (and the AdminNetworkPolicy rights).
+pods patch and networkpolicies get, list, create (and the AdminNetworkPolicy rights); for the
+bundle pods/log get, events list, nodes get, and get on the owner kinds (replicasets, deployments,
+statefulsets, daemonsets, jobs, cronjobs).
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from engine.patterns import DEFAULT_PROTECTED
-from steps import common, escalation, owner_cap
+from steps import bundle, common, escalation, owner_cap
 from steps.common import STATUS_CONTAINER_ID, STATUS_LISTS, Refused, StepError, api_status, body, optional, protected, rule_name
 
 DEFAULT_MAX_ALERT_AGE_SECONDS = 600  # engine.config Settings.max_alert_age_seconds
@@ -67,7 +75,9 @@ def parse(argv: Sequence[str] | None):
     parser.flag("policy", lambda n, v: optional(common.dns_label, n, v), default="")
     parser.flag("mechanism", common.one_of("network-policy", "admin-network-policy"), default="network-policy")
     parser.flag("anp-priority", _anp_priority, default="0")
+    bundle.add_flags(parser)
     args = parser.parse(argv)
+    bundle.check(args)
     if args.isolate and not (args.workflow and args.policy):
         raise Refused("--isolate=true needs --workflow and --policy (recorded on the isolated pod)")
     protected(args.namespace, args.protected_namespaces)
@@ -218,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image": image,
         "image-id": entry.get("imageID") or "",
     }
+    taken = bundle.take(args, api, pod)  # the evidence bundle: read before anything changes (steps/bundle.py)
     if args.isolate:
         outputs["isolation"] = isolate(args, pod, api)
+    outputs.update(bundle.store(args, pod, name, taken))  # uploaded after isolation: it never waits for S3
     for key, value in outputs.items():
         common.write_output(args.outputs_dir, key, value)
     common.log(

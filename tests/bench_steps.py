@@ -5,7 +5,7 @@
 Every step is a fresh `python -m steps.<name>` process (one per Argo pod), so its start-up is paid
 on every response, before containment. Each run takes the time just before spawning the step and
 the time the server sees its first request: FakeKube's `on_request` hook for the steps that talk to
-the API server, a bare HTTP listener standing for S3 for copy. reap makes no request at all (no
+the API server, a bare HTTP listener standing for S3 for copy and analyze. reap makes no request at all (no
 token, no network): its figure is one whole pass over an empty directory, process exit included,
 an upper bound of its start-up. owner_cap and escalation are modules of verify: its figure covers
 them. The target (issue 9, item 4) is a median of at most 250 ms per step; `python -c pass` is
@@ -124,6 +124,18 @@ def copy_argv(tmp: Path, endpoint: str) -> list[str]:
     return [sys.executable, "-m", "steps.copy", *(f"--{k}={v}" for k, v in flags.items())]
 
 
+def analyze_argv(tmp: Path, endpoint: str) -> list[str]:
+    """analyze as the pipeline runs it after copy (its first request: the custody record of an earlier attempt)."""
+    from tests import test_copy
+
+    flags = {
+        "manifest-uri": f"s3://{test_copy.BUCKET}/{test_copy.MANIFEST}", "sha256": "0" * 64, "bucket": test_copy.BUCKET,
+        "endpoint-url": endpoint, "workflow-name": "falco-response-0123456789abcdef", "workflow-namespace": "falco-response",
+        "workflow-uid": test_copy.WORKFLOW_UID, "outputs-dir": str(tmp / "out-analyze"),
+    }  # fmt: skip
+    return [sys.executable, "-m", "steps.analyze", *(f"--{k}={v}" for k, v in flags.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     options = argparse.ArgumentParser(prog="python -m tests.bench_steps")
     options.add_argument("--runs", type=int, default=10)
@@ -157,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "STEP_RETRY_BASE_DELAY": "0.001"}, "copy"))
             spawn(argv, env, first, seen, ok=False)
             results["copy"] = statistics.median(spawn(argv, env, first, seen, ok=False) for _ in range(runs))
+            argv = analyze_argv(tmp, f"http://127.0.0.1:{s3.server_address[1]}")
+            env = compiled(step_environ(kube, tmp / "out-analyze", {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                                                                    "STEP_RETRY_BASE_DELAY": "0.001"}, "analyze"))
+            spawn(argv, env, first, seen, ok=False)
+            results["analyze"] = statistics.median(spawn(argv, env, first, seen, ok=False) for _ in range(runs))
         finally:
             s3.shutdown()
 

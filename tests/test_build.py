@@ -157,18 +157,25 @@ def test_copy_step_is_pinned_without_nodename():
     assert [v["hostPath"]["path"] for v in copy["volumes"] if "hostPath" in v] == ["/var/lib/kubelet/checkpoints"]
     env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in copy["container"]["env"]}
     assert env == {"AWS_ACCESS_KEY_ID": "evidence-store-credentials", "AWS_SECRET_ACCESS_KEY": "evidence-store-credentials"}
-    others = [t for t in wt["spec"]["templates"] if t["name"] != "copy" and "container" in t]
-    assert all("env" not in t["container"] for t in others), "only copy gets evidence-store credentials"
+    analyze = next(t for t in wt["spec"]["templates"] if t["name"] == "analyze")  # S3 only: no node, no token, no hostPath
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in analyze["container"]["env"]} == env
+    assert "affinity" not in analyze and not [v for v in analyze["volumes"] if "hostPath" in v]
+    assert analyze["automountServiceAccountToken"] is False and analyze["executor"] == copy["executor"]
+    # verify stores the evidence bundle (steps/bundle.py), analyze reads and writes beside the archive
+    others = [t for t in wt["spec"]["templates"] if t["name"] not in ("copy", "analyze", "verify") and "container" in t]
+    assert all("env" not in t["container"] for t in others), "only verify, copy and analyze get evidence-store credentials"
 
 
 @pytest.mark.parametrize(
     "pipeline,tasks",
     [
         ("checkpoint-and-quarantine", {"verify": None, "checkpoint": "verify", "copy": "checkpoint.Succeeded",
-                                       "quarantine": "checkpoint.Succeeded || checkpoint.Failed || checkpoint.Errored"}),
+                                       "quarantine": "checkpoint.Succeeded || checkpoint.Failed || checkpoint.Errored",
+                                       "analyze": "copy.Succeeded"}),
         ("checkpoint-and-delete", {"verify": None, "checkpoint": "verify", "copy": "checkpoint.Succeeded",
-                                   "delete": "checkpoint.Succeeded || checkpoint.Failed || checkpoint.Errored"}),
-        ("checkpoint-only", {"verify": None, "checkpoint": "verify", "copy": "checkpoint.Succeeded"}),
+                                   "delete": "checkpoint.Succeeded || checkpoint.Failed || checkpoint.Errored",
+                                   "analyze": "copy.Succeeded"}),
+        ("checkpoint-only", {"verify": None, "checkpoint": "verify", "copy": "checkpoint.Succeeded", "analyze": "copy.Succeeded"}),
         ("quarantine", {"verify": None, "quarantine": "verify"}),
         ("delete", {"verify": None, "delete": "verify"}),
     ],
@@ -178,6 +185,9 @@ def test_pipeline_dag_shape(pipeline, tasks):
     spec = wt["spec"]
     dag = next(t for t in spec["templates"] if t["name"] == "respond")["dag"]["tasks"]
     assert {t["name"]: t.get("depends") for t in dag} == tasks
+    # analyze never fails the DAG (dag.go assessDAGPhase: a target task that ContinuesOn its phase)
+    assert {t["name"]: t.get("continueOn") for t in dag if t.get("continueOn")} == (
+        {"analyze": {"failed": True, "error": True}} if "analyze" in tasks else {})
     assert spec["onExit"] == "report"
     assert spec["synchronization"]["mutexes"] == [{"name": "{{workflow.parameters.namespace}}-{{workflow.parameters.pod}}"}]
     assert spec["ttlStrategy"]["secondsAfterCompletion"] == 3600

@@ -437,7 +437,8 @@ def contained_demo(tmp_path: Path, **options):
     phases = {t.name: t.phase for t in result.run.tasks}
     checkpoint = next(t for t in result.run.tasks if t.name == "checkpoint")
     assert result.exit_code == 1 and result.run.phase == "Failed"
-    assert phases == {"verify": "Succeeded", "checkpoint": "Failed", "copy": "Omitted", "quarantine": "Succeeded"}
+    assert phases == {"verify": "Succeeded", "checkpoint": "Failed", "copy": "Omitted", "quarantine": "Succeeded",
+                      "analyze": "Omitted"}
     assert len(checkpoint.attempts) == 1  # final: not retried
     assert pod["metadata"]["labels"]["falco-response.io/quarantined"] == "true" and archives == []
     return out.getvalue()

@@ -47,15 +47,33 @@ def _objects(demo) -> dict[str, dict]:
     return found
 
 
+def assert_only_the_bundle(state) -> None:
+    """No checkpoint evidence, only verify's evidence bundle (steps/bundle.py), every file its manifest lists."""
+    objects = state["objects"]
+    assert objects and all("/bundle/" in k for k in objects), sorted(objects)
+    manifest = json.loads(objects[next(k for k in objects if k.endswith("/bundle/manifest.json"))]["body"])
+    assert sorted(f["key"] for f in manifest["files"]) == sorted(k for k in objects if not k.endswith("/manifest.json"))
+    assert all(objects[f["key"]]["sha256"] == f["sha256"] for f in manifest["files"])
+
+
 def assert_evidence(result, state) -> None:
     keys = sorted(state["objects"])
-    assert [k.rsplit("/", 1)[1] for k in keys] == ["checkpoint.tar", "manifest.json"], keys
+    own = sorted(k.rsplit("/", 1)[1] for k in keys if "/bundle/" not in k)  # bundle/: verify's evidence bundle
+    assert own == sorted(["checkpoint.tar", "manifest.json", names.ANALYSIS_OBJECT, names.ANALYSIS_SUMMARY_OBJECT,
+                          names.ANALYSIS_CUSTODY_OBJECT]), keys
     archive = state["objects"][next(k for k in keys if k.endswith("checkpoint.tar"))]
-    manifest = json.loads(state["objects"][next(k for k in keys if k.endswith("manifest.json"))]["body"])
+    manifest = json.loads(state["objects"][next(k for k in keys if k.endswith("/manifest.json") and "/bundle/" not in k)]["body"])
     assert result.evidence["verified"] and result.evidence["sha256"] == archive["sha256"]
     assert archive["head"]["Metadata"].get("sha256") == archive["sha256"]
     assert archive["head"]["ObjectLockMode"] == "GOVERNANCE" and archive["head"]["ObjectLockRetainUntilDate"]
     assert archive["sha256"] in json.dumps(manifest)
+    record = json.loads(state["objects"][next(k for k in keys if k.endswith(names.ANALYSIS_CUSTODY_OBJECT))]["body"])
+    assert record["verified"][0]["sha256"] == archive["sha256"]
+    for item in record["objects"]:  # analysis.json and summary: hashed in the custody record, under the archive's lock
+        stored = state["objects"][item["key"]]
+        assert stored["sha256"] == item["sha256"]
+        assert (stored["head"]["ObjectLockMode"], stored["head"]["ObjectLockRetainUntilDate"]) == (
+            archive["head"]["ObjectLockMode"], archive["head"]["ObjectLockRetainUntilDate"])
     assert keys[0].startswith(f"falco-response/{NAMESPACE}/{POD}/")
     assert state["archives"] == []  # moved off the node only after the verified upload
     assert state["uploads"] == []
@@ -94,7 +112,8 @@ def test_checkpoint_and_quarantine(tmp_path):
     assert result.unauthenticated_status == 401 and result.posted_status == 200
     assert_workflow(state, "Succeeded", "checkpoint-and-quarantine")
     assert [(t.name, t.phase) for t in result.run.tasks] == [
-        ("verify", "Succeeded"), ("checkpoint", "Succeeded"), ("copy", "Succeeded"), ("quarantine", "Succeeded")]
+        ("verify", "Succeeded"), ("checkpoint", "Succeeded"), ("copy", "Succeeded"), ("quarantine", "Succeeded"),
+        ("analyze", "Succeeded")]
     assert_evidence(result, state)
     assert_quarantined(state)
     assert_event(state, "FalcoResponseSucceeded")
@@ -126,7 +145,8 @@ def test_quarantine(tmp_path):
     assert result.exit_code == 0, out
     assert_workflow(state, "Succeeded", "quarantine")
     assert [t.name for t in result.run.tasks] == ["verify", "quarantine"]
-    assert state["objects"] == {} and state["archives"] == []
+    assert state["archives"] == []
+    assert_only_the_bundle(state)  # a pipeline without a checkpoint still gets the evidence bundle
     assert_quarantined(state)
     assert_event(state, "FalcoResponseSucceeded")
 
@@ -135,7 +155,8 @@ def test_delete(tmp_path):
     result, state, out = run_demo(tmp_path, "delete")
     assert result.exit_code == 0, out
     assert_workflow(state, "Succeeded", "delete")
-    assert state["pod"] is None and state["objects"] == {}
+    assert state["pod"] is None
+    assert_only_the_bundle(state)
     assert_event(state, "FalcoResponseSucceeded")
 
 
@@ -143,12 +164,14 @@ def test_checkpoint_unsupported_still_contains_the_pod_and_leaves_nothing_half_d
     result, state, out = run_demo(tmp_path, None, prepare=lambda demo: demo.kube.set_checkpoint_behaviour(NODE, "unsupported"))
     assert result.exit_code == 1
     phases = {t.name: t.phase for t in result.run.tasks}
-    assert phases == {"verify": "Succeeded", "checkpoint": "Failed", "copy": "Omitted", "quarantine": "Succeeded"}
+    assert phases == {"verify": "Succeeded", "checkpoint": "Failed", "copy": "Omitted", "quarantine": "Succeeded",
+                      "analyze": "Omitted"}  # copy (a target of the DAG) takes the checkpoint's Failed: the workflow fails
     checkpoint = next(t for t in result.run.tasks if t.name == "checkpoint")
     assert len(checkpoint.attempts) == 1  # a 500 is final: the container is not frozen again
     assert_workflow(state, "Failed", "checkpoint-and-quarantine")
     assert_quarantined(state)
-    assert state["objects"] == {} and state["archives"] == [] and state["uploads"] == []
+    assert state["archives"] == [] and state["uploads"] == []
+    assert_only_the_bundle(state)  # read before the checkpoint was attempted
     assert_event(state, "FalcoResponseFailed")
     assert "response Failed" in out
 

@@ -557,7 +557,8 @@ def test_pipeline_fails_visibly_or_deletes_the_pod_when_quarantine_cannot_isolat
 
     result, tasks, pod_after, message, out = not_isolated_demo(tmp_path, "delete")
     assert {n: t.phase for n, t in tasks.items()} == {
-        "verify": "Succeeded", "checkpoint": "Succeeded", "copy": "Succeeded", "quarantine": "Failed", "delete": "Succeeded"}
+        "verify": "Succeeded", "checkpoint": "Succeeded", "copy": "Succeeded", "quarantine": "Failed", "delete": "Succeeded",
+        "analyze": "Succeeded"}
     assert f"error: {verdict}" in tasks["quarantine"].message  # the log tail (FallbackToLogsOnError) ends with it
     assert tasks["delete"].outputs["result"] == "deleted" and pod_after is None
     assert tasks["delete"].started >= tasks["checkpoint"].finished

@@ -66,9 +66,14 @@ EXPECTED = {
         # isolate-first: verify's pod applies the deny-all and the quarantine label (steps/verify.py isolate)
         ("", "pods", "patch"), ("networking.k8s.io", "networkpolicies", "get"),
         ("networking.k8s.io", "networkpolicies", "list"), ("networking.k8s.io", "networkpolicies", "create"),
+        # the evidence bundle, read before isolation (steps/bundle.py; tests/test_bundle.py removes each -> 403)
+        ("", "pods/log", "get"), ("", "events", "list"), ("", "nodes", "get"),
+        ("apps", "deployments", "get"), ("apps", "statefulsets", "get"), ("apps", "daemonsets", "get"),
+        ("batch", "jobs", "get"), ("batch", "cronjobs", "get"),
     },
     "falco-response-checkpoint": {("", "pods", "get"), ("", "nodes", "get"), ("", "nodes/checkpoint", "create")},
     "falco-response-copy": set(),
+    "falco-response-analyze": set(),  # S3 only (steps/analyze.py)
     "falco-response-quarantine": {
         ("", "pods", "get"), ("", "pods", "patch"), ("", "services", "list"),
         ("apps", "replicasets", "get"), ("apps", "statefulsets", "get"), ("apps", "daemonsets", "get"),
@@ -113,7 +118,7 @@ def test_a_token_is_mounted_exactly_where_a_step_calls_the_api():
     automount = {o["metadata"]["name"]: o.get("automountServiceAccountToken") for o in _load_rbac()
                  if o["kind"] == "ServiceAccount"}
     for step in names.STEPS:
-        assert automount[names.step_service_account(step)] is (step != "copy"), step
+        assert automount[names.step_service_account(step)] is (step not in ("copy", "analyze")), step
     assert automount[names.step_service_account("executor")] is False
     for path in sorted((BUILD / "pipelines").glob("*.yaml")):
         for template in yaml.safe_load(path.read_text())["spec"]["templates"]:

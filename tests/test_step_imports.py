@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from engine.names import STEPS
-from tests.bench_steps import copy_argv, kube_steps
+from tests.bench_steps import analyze_argv, copy_argv, kube_steps
 from tests.test_verify import ROOT, run_parallel, step_environ
 
 FORBIDDEN = ("pydantic", "pydantic_core", "yaml", "_yaml", "engine.config", "kubernetes")
@@ -46,6 +46,8 @@ def test_no_step_imports_pydantic_yaml_the_policy_model_or_the_kubernetes_client
         port = closed.getsockname()[1]
     env = step_environ(kube, tmp_path / "out-copy", {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "STEP_RETRY_BASE_DELAY": "0.001"}, "copy")
     jobs["copy"] = (copy_argv(tmp_path, f"http://127.0.0.1:{port}")[1:], env, 75)  # EXIT_TRANSIENT: S3 unreachable
+    env = step_environ(kube, tmp_path / "out-analyze", {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "STEP_RETRY_BASE_DELAY": "0.001"}, "analyze")
+    jobs["analyze"] = (analyze_argv(tmp_path, f"http://127.0.0.1:{port}")[1:], env, 75)
     empty = tmp_path / "empty"
     empty.mkdir()
     jobs["reap"] = (["-m", "steps.reap", f"--checkpoint-dir={empty}", "--retention-seconds=3600"], step_environ(kube, tmp_path / "out-reap"), 0)

@@ -29,7 +29,7 @@ BUILD = ROOT / "build"
 ALERT = default_event().read_bytes()  # Terminal shell in container, default/kubecon
 NS = "falco-response"
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-API_STEPS = {"verify", "checkpoint", "quarantine", "delete", "report"}  # copy alone needs no API (README)
+API_STEPS = {"verify", "checkpoint", "quarantine", "delete", "report"}  # copy and analyze need no API (README)
 EXECUTOR_SECRET = "falco-response-executor.service-account-token"
 
 
@@ -129,7 +129,7 @@ def real_runs(tmp_path_factory):
 def test_every_api_calling_step_gets_its_own_token_and_succeeds_with_rbac_enforced(real_runs):
     """(a) setupServiceAccount leaves automount to the ServiceAccount unless a template says false;
     admission then mounts kube-api-access-* (shouldAutomount). Every step that calls the API runs
-    with its own ServiceAccount's token and succeeds; copy's main gets none, its argoexec gets the
+    with its own ServiceAccount's token and succeeds; copy's and analyze's mains get none, their argoexec gets the
     executor's; each wait container reports a WorkflowTaskResult (create, patch: executor RBAC)."""
     seen = set()
     for policy, (result, state, out) in ((k, v) for k, v in real_runs.items() if k != "orders"):
@@ -151,7 +151,7 @@ def test_every_api_calling_step_gets_its_own_token_and_succeeds_with_rbac_enforc
                 assert {"name": "exec-sa-token", "secret": {"secretName": EXECUTOR_SECRET}} in spec["volumes"]
             report = state["reports"][pod["metadata"]["annotations"]["workflows.argoproj.io/node-id"]]
             assert report["metadata"]["labels"]["workflows.argoproj.io/report-outputs-completed"] == "true"
-    assert seen == API_STEPS | {"copy"}
+    assert seen == API_STEPS | {"copy", "analyze"}
 
 
 def test_a_template_saying_true_cannot_override_a_service_account_saying_false(real_runs, tmp_path):

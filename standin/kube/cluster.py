@@ -49,6 +49,7 @@ class FakeKube:
         self._api: Server | None = None
         self._pki: KubeletPki | None = None
         self._ips = itertools.count(2)
+        self._logs: dict[str, bytes] = {}  # container id -> its output (pods/log: standin/kube/logs.py)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ class FakeKube:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pki = KubeletPki(self.workdir / "pki")
         self._pods = PodStarter(self.store, self.tokens, self._host_paths)
-        api = ApiServer(self.store, self.tokens, self._kubelets, self.deletions, self._after_write)
+        api = ApiServer(self.store, self.tokens, self._kubelets, self.deletions, self._after_write, self._logs)
         self._api = Server(lambda request: self.faults.serve(request, api.handle, api_fault)).launch()
         self._write_kubeconfig()
         return self
@@ -277,7 +278,8 @@ class FakeKube:
         return {"name": container["name"], "image": container.get("image", "nginx:1.27"), "id": cid}
 
     def _owner_uid(self, namespace: str, owner: dict) -> str:
-        plural = {"ReplicaSet": "replicasets", "Deployment": "deployments", "Workflow": "workflows"}.get(owner["kind"])
+        plural = {"ReplicaSet": "replicasets", "Deployment": "deployments", "Workflow": "workflows",
+                  "StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Job": "jobs", "CronJob": "cronjobs"}.get(owner["kind"])
         existing = self.get(plural, namespace, owner["name"]) if plural else None
         return existing["metadata"]["uid"] if existing else str(uuid.uuid4())
 
@@ -373,6 +375,17 @@ class FakeKube:
         if node in self._nodes:
             self._nodes[node].connected.discard(old_id)
         return new_id
+
+    def write_log(self, namespace: str, pod: str, container: str, text: str | bytes, previous: bool = False) -> None:
+        """The container (its current instance, or with `previous` the one lastState.terminated
+        names) wrote `text` to stdout/stderr: appended to what GET pods/<pod>/log serves."""
+        _, entry = self._container_status(namespace, pod, container)
+        source = ((entry.get("lastState") or {}).get("terminated") or {}) if previous else entry
+        cid = (source.get("containerID") or "").partition("://")[2]
+        if not cid:
+            raise KeyError(f"container {container!r} of {namespace}/{pod} has no {'previous ' if previous else ''}instance")
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        self._logs[cid] = self._logs.get(cid, b"") + data
 
     def replace_pod(self, namespace: str, name: str) -> dict:
         """The pod was deleted and its controller made a new one with the same name (a StatefulSet

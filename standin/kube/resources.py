@@ -85,6 +85,10 @@ RESOURCE_TYPES = (
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", has_status=True),
     ResourceType("apps", "v1", "deployments", "Deployment", has_status=True),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", has_status=True),  # scale: standin/kube/scale.py
+    # Stored (no controller runs them): the owner chain an evidence bundle records (steps/bundle.py)
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", has_status=True),
+    ResourceType("batch", "v1", "jobs", "Job", has_status=True),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", has_status=True),
     # Stored, not enforced: no quota admission or LimitRanger defaulting (engine/blast_radius.py generates them)
     ResourceType("", "v1", "resourcequotas", "ResourceQuota", has_status=True),
     ResourceType("", "v1", "limitranges", "LimitRange"),

@@ -51,7 +51,7 @@ CONTAINER_FIELDS = {
     "name", "image", "imagePullPolicy", "command", "args", "env", "resources", "securityContext", "volumeMounts",
     "terminationMessagePolicy",
 }
-DAG_TASK_FIELDS = {"name", "template", "arguments", "depends", "dependencies", "when"}
+DAG_TASK_FIELDS = {"name", "template", "arguments", "depends", "dependencies", "when", "continueOn"}
 
 
 def only(obj: dict, allowed: set[str], where: str) -> None:

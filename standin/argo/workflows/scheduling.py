@@ -5,13 +5,15 @@ workflow/common/ancestry.go (the depends grammar: `X`, `X.Succeeded|Failed|Error
 Omitted|Daemoned`, `&&`, `||`, `!`, parentheses). `AnySucceeded`/`AllFailed` need withItems and
 are refused. `when` (steps.go shouldExecute) is govaluate after substitution, with every bare
 word read as a string; only one comparison (`==`, `!=`) of strings, numbers and booleans, or a
-lone boolean, is evaluated here, anything else is refused.
+lone boolean, is evaluated here, anything else is refused. `dag.target` names the tasks whose
+phases decide the DAG's (all tasks must be targets or their dependencies); `continueOn` keeps a
+target's failure from failing it (DAGTask.ContinuesOn).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from standin.argo.workflows.model import DAG_TASK_FIELDS, Unsupported, WorkflowError, only
@@ -172,13 +174,14 @@ class Dag:
     tasks: dict[str, dict]
     parents: dict[str, list[str]]
     children: dict[str, list[str]]
+    targets: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, template: dict, templates: dict[str, dict]) -> "Dag":
         dag = template.get("dag")
         if not isinstance(dag, dict):
             raise Unsupported(f"entrypoint template {template['name']!r}: only a dag entrypoint is supported")
-        only(dag, {"tasks"}, f"template {template['name']}.dag")
+        only(dag, {"tasks", "target"}, f"template {template['name']}.dag")
         tasks = dag.get("tasks") or []
         names = [t.get("name") for t in tasks]
         by_name: dict[str, dict] = {}
@@ -196,7 +199,25 @@ class Dag:
                     raise WorkflowError(f"task {t['name']} depends on unknown task {d!r}")
         order = [t["name"] for t in tasks]
         children = {n: [c for c in order if n in parents[c]] for n in order}
-        return cls(order, by_name, parents, children)
+        # dag.target (executeDAG: space-separated names, else the leaves; validate.go validateDAGTargets)
+        targets = [n for n in (dag.get("target") or "").split(" ") if n]
+        for name in targets:
+            if name not in by_name:
+                raise WorkflowError(f"templates.{template['name']}.targets: target '{name}' is not defined")
+        if targets:  # only targets and their dependencies run (executeDAGTask recurses into dependencies)
+            reached, todo = set(), list(targets)
+            while todo:
+                if (name := todo.pop()) not in reached:
+                    reached.add(name)
+                    todo += parents[name]
+            if set(order) - reached:
+                raise Unsupported(f"template {template['name']}: tasks outside dag.target ({sorted(set(order) - reached)}) are not modelled")
+        for t in tasks:  # ContinueOn{error, failed} (workflow_types.go); legacy `dependencies` of such a
+            # task would be expanded with its failure (ancestry.go expandDependency): not modelled
+            only(t.get("continueOn") or {}, {"error", "failed"}, f"template {template['name']}.dag.tasks[{t['name']}].continueOn")
+            if t.get("continueOn") and any(t["name"] in (o.get("dependencies") or []) for o in tasks):
+                raise Unsupported(f"task {t['name']}: continueOn with a dependent's `dependencies` (use `depends`)")
+        return cls(order, by_name, parents, children, targets)
 
     def roots(self) -> list[str]:
         return [n for n in self.order if not self.parents[n]]
@@ -223,9 +244,15 @@ class Dag:
         condition = self.tasks[name].get("depends") or " && ".join(self.parents[name])
         return eval_depends(condition, phases) if condition else True
 
+    def continues_on(self, name: str, phase: str) -> bool:
+        """DAGTask.ContinuesOn (workflow_types.go continues): continueOn.failed for Failed, .error for Error."""
+        allowed = self.tasks[name].get("continueOn") or {}
+        return allowed.get("failed") is True if phase == "Failed" else phase == "Error" and allowed.get("error") is True
+
     def assess(self, phases: dict[str, str], messages: dict[str, str]) -> tuple[str, str]:
-        """Argo's assessDAGPhase: leaf tasks decide; an omitted or skipped task takes its branch's
-        phase (NodePhase.Completed is false for Skipped and Omitted, so they keep their parents')."""
+        """Argo's assessDAGPhase: the target tasks (dag.target, else the leaves) decide; an omitted or
+        skipped task takes its branch's phase (NodePhase.Completed is false for Skipped and Omitted,
+        so they keep their parents'); a target whose continueOn covers its phase does not fail the DAG."""
         branch: dict[str, str] = {}
 
         def branch_phase(name: str) -> str:
@@ -239,10 +266,11 @@ class Dag:
             branch[name] = phase
             return phase
 
-        leaves = [n for n in self.order if not self.children[n]]
+        leaves = self.targets or [n for n in self.order if not self.children[n]]
         for leaf in leaves:
             phase = branch_phase(leaf)
-            if phase in ("Failed", "Error"):
-                culprit = next((n for n in self.order if phases[n] in ("Failed", "Error")), leaf)
+            if phase in ("Failed", "Error") and not self.continues_on(leaf, phase):
+                culprit = next((n for n in self.order if phases[n] in ("Failed", "Error")
+                                and not self.continues_on(n, phases[n])), leaf)
                 return phase, f"task {culprit} {phases.get(culprit, phase).lower()}: {messages.get(culprit, '')}".rstrip(": ")
         return "Succeeded", ""
