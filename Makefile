@@ -23,9 +23,15 @@ install: $(VENV)/.installed ## create .venv and install the project with its tes
 build: install ## regenerate build/ from response.yaml
 	$(PY) -m engine.cli build
 
-lint: install ## pyflakes on every module, and validate build/ strictly
+$(VENV)/.lint-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[local,test,lint]'
+	touch $@
+
+lint: $(VENV)/.lint-installed ## pyflakes, build/ validated strictly, actionlint (+shellcheck) on .github/workflows, hadolint on Dockerfile
 	$(PY) -m pyflakes engine steps standin pipelines eventsources sensors tests
-	$(PY) -m pytest -q tests/test_build.py
+	$(PY) -m pytest -q tests/test_build.py tests/test_release.py
+	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+	$(VENV)/bin/hadolint Dockerfile
 
 test: install ## run the whole test suite (offline, local stand-in world)
 	$(PY) -m pytest -q -n 2

@@ -11,6 +11,7 @@ DIR survives, and a foreign file where a generated one must go is refused.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from engine import config as config_mod
-from engine import admission, blast_radius, names, rbac
+from engine import admission, blast_radius, lint, names, rbac
 from engine import openshift
 from engine.config import ResponseConfig
 from engine.yamlout import dump
@@ -268,7 +269,9 @@ def apply_command(objects: Iterable[dict], build_dir: str = "build/") -> str:
 def render(cfg: ResponseConfig) -> dict[str, str]:
     """Relative path -> file text, the whole of build/."""
     files = {path: HEADER + dump(obj) for path, obj in manifests(cfg).items()}
-    files["kustomization.yaml"] = HEADER + dump(
+    # the policy file's sha256 (engine.lint: simulate, test and demo compare it), when it came from a file
+    recorded = f"{lint.HASH_COMMENT}{cfg._source_sha256}\n" if cfg._source_sha256 else ""
+    files["kustomization.yaml"] = HEADER + recorded + dump(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
@@ -344,8 +347,15 @@ def write(cfg: ResponseConfig, out_dir: Path) -> list[str]:
     return sorted(files)
 
 
-def main(policy_file: str = "response.yaml", out_dir: str = "build") -> int:
-    cfg = config_mod.load(policy_file)
+def main(policy_file: str = "response.yaml", out_dir: str = "build", strict: bool = False) -> int:
+    cfg = config_mod.load(policy_file)  # ConfigError: nothing written
+    warnings = lint.check(cfg, policy_file)
+    for line in warnings:
+        print(f"{'error' if strict else 'warning'}: {line}", file=sys.stderr)
+    if strict and warnings:
+        print(f"error: {len(warnings)} lint problem{'s' if len(warnings) > 1 else ''} with --strict: "
+              f"{out_dir}/ left as it was", file=sys.stderr)
+        return 1
     if cfg.settings.checkpoint.path == "apiserver-proxy":
         print(
             "warning: checkpoint.path apiserver-proxy grants nodes/proxy, which also allows exec into every pod "
@@ -353,6 +363,10 @@ def main(policy_file: str = "response.yaml", out_dir: str = "build") -> int:
         )
     if cfg.settings.checkpoint.kubelet_tls.insecure_skip_verify:
         print("warning: checkpoint.kubelet_tls.insecure_skip_verify: the kubelet's identity is not checked")
+    if not re.search(r"@sha256:[0-9a-f]{64}$", cfg.settings.image):
+        # a tag can be moved to another image after the review; a digest names exactly one
+        print(f"warning: settings.image {cfg.settings.image} is a tag, not a digest: set it to the "
+              "image@sha256:... printed in the release notes (README: Installing)")
     try:
         files = write(cfg, Path(out_dir))
     except BuildError as exc:

@@ -6,12 +6,13 @@ the first one that matches an alert decides the response. Every error names the 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from engine import names
 
@@ -370,7 +371,9 @@ class Match(_Model):
     @field_validator("priority")
     @classmethod
     def _priority(cls, v: str | None) -> str | None:
+        # any case, as Falco reads a rule's priority; kept in Falco's form (">= Warning")
         if v is not None:
+            v = normalize_priority(v)
             priorities_at_or_above(v)
         return v
 
@@ -414,6 +417,10 @@ class Policy(_Model):
 class ResponseConfig(_Model):
     settings: Settings = Settings()
     policies: list[Policy]
+    # load(): the sha256 of the policy file's bytes (build/kustomization.yaml records it) and the
+    # YAML node tree (engine.lint points its warnings at lines with it)
+    _source_sha256: str | None = PrivateAttr(default=None)
+    _source_node: object = PrivateAttr(default=None)
 
     @field_validator("policies")
     @classmethod
@@ -428,15 +435,27 @@ class ResponseConfig(_Model):
         return v
 
 
-def priorities_at_or_above(threshold: str) -> list[str]:
-    """Expand ">= Warning" (or "Warning", "< Error", …) into the Falco priorities it admits."""
+# Falco reads a priority in any case, "info" for Informational (falco_common.cpp parse_priority:
+# strcasecmp against its priority_names) and writes it in these names (format_priority).
+_FALCO_NAMES = {p.lower(): p for p in PRIORITIES} | {a.lower(): p for a, p in PRIORITY_ALIASES.items()}
+
+
+def normalize_priority(threshold: str) -> str:
+    """">=warning" or "WARNING" -> ">= Warning" / "Warning": Falco's names, one space after the operator."""
     m = _THRESHOLD.match(threshold)
     if not m:
         raise ValueError(f"priority {threshold!r} must look like '>= Warning'")
+    name = _FALCO_NAMES.get(m.group(2).lower())
+    if name is None:
+        raise ValueError(f"unknown priority {m.group(2)!r} (one of {', '.join(PRIORITIES)}, in any case)")
+    return f"{m.group(1)} {name}" if m.group(1) else name
+
+
+def priorities_at_or_above(threshold: str) -> list[str]:
+    """Expand ">= Warning" (or "warning", "< ERROR", …) into the Falco priorities it admits."""
+    normalized = normalize_priority(threshold)
+    m = _THRESHOLD.match(normalized)
     op, name = m.group(1) or "=", m.group(2)
-    name = PRIORITY_ALIASES.get(name, name)
-    if name not in SEVERITY:
-        raise ValueError(f"unknown priority {m.group(2)!r} (one of {', '.join(PRIORITIES)})")
     level = SEVERITY[name]
     test = {
         ">=": lambda s: s >= level,
@@ -447,7 +466,7 @@ def priorities_at_or_above(threshold: str) -> list[str]:
     }[op]
     admitted = [p for p in PRIORITIES if test(SEVERITY[p])]
     if not admitted:
-        raise ValueError(f"priority {threshold!r} admits no priority")
+        raise ValueError(f"priority {normalized!r} admits no priority")
     return admitted
 
 
@@ -458,9 +477,83 @@ def _where(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def parse(data: object, source: str = "response.yaml") -> ResponseConfig:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last silently),
+    at the repeated key's line and column. Keys a merge (`<<: *anchor`) brings in may be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor reports it
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first.start_mark.line + 1}): "
+                        "YAML would silently keep the last", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mark(mark) -> str:
+    return f"{mark.line + 1}:{mark.column + 1}"
+
+
+def read_yaml(path: str | Path, what: str = "policy file") -> tuple[object, yaml.Node | None, bytes]:
+    """(data, node tree, the file's bytes) of a YAML file; ConfigError in one line `FILE:LINE:COL: why`
+    when it is not readable, not YAML or repeats a key."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {getattr(exc, 'strerror', None) or exc}") from None
+    loader = UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        why = " ".join(str(exc.problem or exc.context or "").split())
+        if not why.startswith("duplicate key"):
+            if exc.context and exc.problem:
+                started = f" at {_mark(exc.context_mark)}" if exc.context_mark and exc.context_mark != mark else ""
+                why += f" ({' '.join(exc.context.split())}{started})"
+            why = "not valid YAML: " + why
+        raise ConfigError(f"{path}:{_mark(mark)}: {why}" if mark else f"{path}: {why}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+    return data, node, raw
+
+
+def locate(node: yaml.Node | None, loc: tuple):
+    """The start mark of the deepest node LOC reaches (a key's own mark for a mapping entry); parts
+    that name nothing in the file (a missing key, pydantic's union tags) leave the mark where it was."""
+    mark = node.start_mark if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            entry = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if entry:
+                mark, node = entry[0].start_mark, entry[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            mark = node.start_mark
+    return mark
+
+
+def parse(data: object, source: str = "response.yaml", node: yaml.Node | None = None) -> ResponseConfig:
+    """With NODE (the file's YAML nodes), every error line names FILE:LINE:COL of its key."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the file must be a mapping with 'settings' and 'policies'")
+        where = f"{source}:{_mark(node.start_mark)}" if node is not None else source
+        raise ConfigError(f"{where}: the file must be a mapping with 'settings' and 'policies'")
     try:
         return ResponseConfig.model_validate(data)
     except ValidationError as exc:
@@ -471,16 +564,16 @@ def parse(data: object, source: str = "response.yaml") -> ResponseConfig:
                 msg = "unknown key (check the spelling)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
-            lines.append(f"{source}: {_where(err['loc'])}: {msg}")
+            mark = locate(node, err["loc"]) if node is not None else None
+            where = f"{source}:{_mark(mark)}" if mark else source
+            lines.append(f"{where}: {_where(err['loc'])}: {' '.join(msg.split())}")
         raise ConfigError("\n".join(lines)) from None
 
 
 def load(path: str | Path = "response.yaml") -> ResponseConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such policy file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse(data, str(path))
+    data, node, raw = read_yaml(path)
+    cfg = parse(data, str(path), node)
+    cfg._source_sha256 = hashlib.sha256(raw).hexdigest()
+    cfg._source_node = node
+    return cfg

@@ -21,7 +21,14 @@ CLUSTER_RULES: dict[str, list[Rule]] = {
         # the blast-radius cap: a pod's ReplicaSet names the Deployment it counts against
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
         # the deny-all NetworkPolicy, and list: the allow-policies that keep the pod reachable (verdict)
+        # and those the evidence bundle records
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "create"]},
+        # the evidence bundle, read before isolation (steps/bundle.py): logs, Events, node, owner chain
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get"]},
     ],
     "checkpoint": [
         # pods get: right before the POST, is the pod (UID) and its container (id) still verify's?
@@ -29,6 +36,7 @@ CLUSTER_RULES: dict[str, list[Rule]] = {
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # + the checkpoint path
     ],
     "copy": [],  # object storage only; its pod gets no Kubernetes token
+    "analyze": [],  # object storage only (reads the archive from S3); no Kubernetes token
     "quarantine": [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["list"]},
@@ -53,6 +61,61 @@ SENSOR_RULES = [
     {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list"]},
     {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": ["get"]},
 ]
+
+
+# The doctor (WorkflowTemplate falco-doctor, engine/doctor.py): what its checks call and nothing more.
+# Cluster-wide: the nodes it checks, and SubjectAccessReviews (may the checkpoint identity...?).
+DOCTOR = "doctor"
+DOCTOR_CLUSTER_RULES: list[Rule] = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+]
+
+
+def doctor_namespaced_rules(settings: Settings) -> list[Rule]:
+    """In the workflow namespace: its canary pods (create, watch them run, delete), a short-lived token
+    of the checkpoint identity (TokenRequest, that one account only: the canary is checkpointed as the
+    pipelines checkpoint), and the kubelet CA ConfigMap the checkpoint step mounts."""
+    rules: list[Rule] = [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "delete"]},  # list: the exit handler
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"],
+         "resourceNames": [names.step_service_account("checkpoint")]},
+    ]
+    tls = settings.checkpoint.kubelet_tls
+    if not tls.insecure_skip_verify and tls.ca_bundle_configmap:
+        rules.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                      "resourceNames": [tls.ca_bundle_configmap]})
+    return rules
+
+
+def doctor_eventsource_rules() -> list[Rule]:
+    """In the EventSource's namespace: the EventBus and the EventSource exist (no Secret: the token is
+    checked from outside)."""
+    return [
+        {"apiGroups": ["argoproj.io"], "resources": ["eventbus"], "verbs": ["get"], "resourceNames": ["default"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["eventsources"], "verbs": ["get"], "resourceNames": [names.EVENTSOURCE]},
+    ]
+
+
+def doctor(settings: Settings) -> list[dict]:
+    """The doctor's ClusterRole, its Role in the workflow namespace and in the EventSource's, and bindings."""
+    name, ns, es_ns = names.step_service_account(DOCTOR), settings.namespace, settings.eventsource.namespace
+    ref = {"apiGroup": "rbac.authorization.k8s.io"}
+    out = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(name),
+         "rules": DOCTOR_CLUSTER_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(name),
+         "roleRef": {**ref, "kind": "ClusterRole", "name": name}, "subjects": [_subject(name, ns)]},
+    ]
+    # build/ names files by kind and name only: the second Role gets its own name
+    for namespace, role, rules in ((ns, name, doctor_namespaced_rules(settings)),
+                                   (es_ns, f"{name}-events", doctor_eventsource_rules())):
+        out += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(role, namespace), "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(role, namespace),
+             "roleRef": {**ref, "kind": "Role", "name": role}, "subjects": [_subject(name, ns)]},
+        ]
+    return out
 
 
 def checkpoint_rule(settings: Settings) -> Rule:
@@ -121,6 +184,10 @@ def service_accounts(settings: Settings) -> list[dict]:
         }
         for step in names.STEPS
     ]
+    out.append(  # the doctor calls the API (engine/doctor.py): its token comes with its ServiceAccount
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names.step_service_account(DOCTOR), ns),
+         "automountServiceAccountToken": True}
+    )
     executor = names.step_service_account("executor")
     out.append(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(executor, ns), "automountServiceAccountToken": False}
@@ -146,7 +213,7 @@ def executor_token_secret(settings: Settings) -> dict:
 
 def roles(settings: Settings) -> list[dict]:
     ns = settings.namespace
-    every_step_pod = [_subject(names.step_service_account(s), ns) for s in (*names.STEPS, "executor")]
+    every_step_pod = [_subject(names.step_service_account(s), ns) for s in (*names.STEPS, DOCTOR, "executor")]
     out: list[dict] = [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": _meta(names.step_service_account("executor"), ns), "rules": EXECUTOR_RULES},
@@ -170,6 +237,7 @@ def roles(settings: Settings) -> list[dict]:
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
              "subjects": [_subject(name, ns)]},
         ]
+    out += doctor(settings)
     for step in names.STEPS:
         rules = cluster_rules(step, settings)
         if not rules:

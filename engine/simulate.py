@@ -7,8 +7,14 @@ The generator writes one Sensor whose trigger picks the first policy that matche
 (sensors.policies); the policy is read from the Workflow the trigger submits. Two firing Sensors
 (an edited build/) are reported as a generator bug.
 
+Several files, or a directory of *.json alerts, get one decision each (the --json objects then
+carry `file`, as they do for any directory). With no file it reads stdin, and says so in one line
+when stdin is a terminal.
+
 Exit status: 0 evaluated (whether or not something fires), 1 the simulator cannot evaluate a
-Sensor or a trigger failed, 2 malformed input, 3 several Sensors fire (generator bug).
+Sensor or a trigger failed, 2 malformed input, 3 several Sensors fire (generator bug); for several
+files the worst of these. Interrupted (Ctrl-C): 130; stdout closed early (`| head -1`): 141
+(engine.cli), without a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import names
+from engine import lint, names
 from sensors import policies as generator
 from engine.yamlout import dump as to_yaml
 from standin.argo.events import sensors as sensorsim
@@ -324,22 +330,34 @@ def print_decision(decision: Decision, out=None) -> None:
             print(f"        {r.reason}", file=out)
 
 
-def run(args: argparse.Namespace) -> int:
-    build_dir = Path(args.build_dir)
+def inputs(paths: list[str]) -> list[str]:
+    """Files to decide on, in order: a directory stands for its *.json files (sorted); none is stdin."""
+    out = []
+    for path in paths or ["-"]:
+        if path != "-" and Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).glob("*.json") if p.is_file())
+            if not found:
+                raise InputError(f"{path}: a directory without *.json alerts")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+def load_build(build_dir: Path) -> tuple[WebhookSpec, list[dict]]:
+    """The EventSource's webhook and the Sensors of BUILD_DIR (OSError, Unsupported or GoError when unreadable)."""
+    webhook = sensorsim.load_eventsource(build_dir)
+    sensors = sensorsim.load_sensors(build_dir)
+    return webhook, sensors
+
+
+def _one(path: str, build_dir: Path, webhook: WebhookSpec, sensors: list[dict], args, label: bool) -> int:
+    """Decide for the alert at PATH and print it; the exit status for that alert."""
     try:
-        webhook = sensorsim.load_eventsource(build_dir)
-        sensors = sensorsim.load_sensors(build_dir)
-    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
-        print(f"error: cannot read the manifests in {build_dir}/: {exc}", file=sys.stderr)
-        return EXIT_UNSUPPORTED
-    if not sensors:
-        print(f"error: no Sensor in {build_dir}/sensors (run `make build`)", file=sys.stderr)
-        return EXIT_UNSUPPORTED
-    try:
-        body = read_input(args.path)
+        body = read_input(path)
         alert = check_alert(body, webhook)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {path + ': ' if label else ''}{exc}", file=sys.stderr)
         return EXIT_INPUT
     event_data = sensorsim.webhook_event_data(body, sensorsim.falcosidekick_headers(body))
     try:
@@ -348,10 +366,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: the simulator cannot evaluate build/: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED
     if decision.bug:
-        print(f"error: {decision.bug}", file=sys.stderr)
+        print(f"error: {path + ': ' if label else ''}{decision.bug}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary(decision), ensure_ascii=False))
+        print(json.dumps(({"file": path} if label else {}) | summary(decision), ensure_ascii=False))
     else:
+        if label:
+            print(f"==> {path} <==")
         print(describe_alert(alert))
         print(f"Sensors in {build_dir}/sensors (event {webhook.eventsource}/{webhook.event_name}):")
         print_decision(decision)
@@ -362,6 +382,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n# The Workflow the Sensor submits (argo -n {ns} submit):")
             print("---")
             print(to_yaml(decision.workflow), end="")
+        if label:
+            print()
     if decision.bug:
         return EXIT_BUG
     if decision.error:
@@ -369,9 +391,42 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+STDIN_NOTE = "simulate: reading one alert (JSON) from stdin, end it with Ctrl-D; or give alert files or a directory"
+
+
+def run(args: argparse.Namespace) -> int:
+    """One decision per alert file; the exit status is the worst of them (EXIT_BUG > EXIT_INPUT >
+    EXIT_UNSUPPORTED > EXIT_OK)."""
+    build_dir = Path(args.build_dir)
+    try:
+        webhook, sensors = load_build(build_dir)
+    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
+        print(f"error: cannot read the manifests in {build_dir}/: {exc}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    if not sensors:
+        print(f"error: no Sensor in {build_dir}/sensors (run `make build`)", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    stale = lint.stale_note(build_dir, args.policy_file)
+    if stale:
+        print(stale, file=sys.stderr)
+    try:
+        paths = inputs(args.paths)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if "-" in paths and sys.stdin is not None and sys.stdin.isatty():
+        print(STDIN_NOTE, file=sys.stderr)
+    label = len(paths) > 1 or any(path != "-" and Path(path).is_dir() for path in args.paths)
+    return max(_one(path, build_dir, webhook, sensors, args, label) for path in paths)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("simulate", help="show which Sensor fires for a Falco alert and the Workflow it submits")
-    p.add_argument("path", nargs="?", default="-", help="the alert JSON file, or - for stdin (default)")
-    p.add_argument("--json", action="store_true", help="print one JSON object: matched, policy, pipeline, workflow_name, parameters, reason")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="alert JSON files or directories of them (one decision per file), or - for stdin (default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per alert: matched, policy, pipeline, "
+                   "workflow_name, parameters, reason (and file, given several)")
     p.add_argument("--build-dir", default="build", help="where the generated manifests are (default: build)")
+    p.add_argument("--policy-file", default=None,
+                   help="the policy file build/ should come from (default: response.yaml): a stale build/ is said in one line")
     p.set_defaults(func=run)

@@ -45,7 +45,7 @@ def build(pipeline: str, settings: Settings, order: str = "isolate-first") -> Wo
     isolate = contain is not None and order == "isolate-first"
     used = [templates.verify(settings, pipeline, isolate)]
     if checkpoints:
-        used += [templates.checkpoint(settings), templates.copy(settings)]
+        used += [templates.checkpoint(settings), templates.copy(settings), templates.analyze(settings)]
     escalate = contain == "quarantine" and settings.quarantine.on_not_isolated == "delete"
     if contain == "quarantine":
         used.append(templates.quarantine(settings))
@@ -116,7 +116,7 @@ def build(pipeline: str, settings: Settings, order: str = "isolate-first") -> Wo
     with wt:
         for template in used:
             wt.templates.append(template)
-        with DAG(name="respond"):
+        with DAG(name="respond") as dag:
             Task(
                 name="verify",
                 template="verify",
@@ -164,6 +164,9 @@ def build(pipeline: str, settings: Settings, order: str = "isolate-first") -> Wo
                         priority=_wf("priority"),
                         alert_time=_wf("alert-time"),
                         policy=_wf("policy"),
+                        # the evidence bundle verify stored before isolation: copy's manifest names it
+                        bundle_manifest_uri=_from("verify", "bundle-manifest-uri"),
+                        bundle_sha256=_from("verify", "bundle-sha256"),
                     ),
                 )
                 gate = (
@@ -215,6 +218,22 @@ def build(pipeline: str, settings: Settings, order: str = "isolate-first") -> Wo
                         namespace=_wf("namespace"), pod=_wf("pod"), pod_uid=_from("verify", "pod-uid"), dry_run=_wf("dry-run")
                     ),
                 )
+            if checkpoints:
+                # After copy, on the stored evidence only; nothing depends on it, and continueOn keeps its
+                # failure from failing the DAG (dag.go assessDAGPhase skips a target task that
+                # ContinuesOn its phase): containment never waits for it and is never undone by it.
+                # Omitted after a failed copy, analyze would inherit copy's Failed and continueOn would
+                # hide it too (assessDAGPhase: an omitted task takes its branch's phase), so copy is
+                # named a target of its own (executeDAG: dag.target instead of the leaves).
+                contained = ("delete" if escalate else "quarantine") if contain == "quarantine" else contain
+                dag.target = " ".join(t for t in ("copy", contained, "analyze") if t)
+                Task(
+                    name="analyze",
+                    template="analyze",
+                    depends="copy.Succeeded",
+                    continue_on=m.ContinueOn(failed=True, error=True),
+                    arguments=_args(manifest_uri=_from("copy", "manifest-uri"), sha256=_from("copy", "sha256")),
+                )
     # The exit handler is called by name, so its inputs come from the workflow's parameters.
     _bind_exit_inputs(wt)
     return wt
@@ -249,6 +268,8 @@ def _describe(pipeline: str, isolate: bool) -> str:
 
 def build_all(settings: Settings) -> list[WorkflowTemplate]:
     """Every pipeline isolate-first, plus the evidence-first variant of those where order matters."""
+    from pipelines import doctor  # the preflight, falco-doctor (engine/doctor.py), beside the pipelines
+
     return [build(p, settings) for p in names.PIPELINES] + [
         build(p, settings, "evidence-first") for p in names.ORDERED_PIPELINES
-    ]
+    ] + [doctor.build(settings)]

@@ -90,7 +90,8 @@ def load(build: Path) -> dict[str, dict]:
     out = {}
     for path in sorted((build / "pipelines").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "WorkflowTemplate":
+            # response pipelines only: falco-doctor (the preflight, pipelines/doctor.py) has no pipeline label
+            if doc and doc.get("kind") == "WorkflowTemplate" and PIPELINE_LABEL in (doc["metadata"].get("labels") or {}):
                 out[doc["metadata"]["name"].removeprefix("falco-")] = doc
     return out
 

@@ -88,7 +88,7 @@ def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
     )
     assert done.returncode == 2 and not (tmp_path / "out").exists()
     assert done.stderr.strip().splitlines() == [
-        f"error: {policy}: settings: blast_radius.window_seconds (7200) must not exceed dedupe_window_seconds (3600): "
+        f"error: {policy}:31:1: settings: blast_radius.window_seconds (7200) must not exceed dedupe_window_seconds (3600): "
         "the responses it counts are deleted with their Workflows then"]
     cases = {  # what the same command prints for these (engine.config.parse is what it runs)
         "retention": (_raw({"archive_retention_hours": 1}, active_deadline_seconds=3600),

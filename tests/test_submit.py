@@ -7,6 +7,7 @@ import collections
 import contextlib
 import copy
 import hashlib
+import inspect
 import io
 import json
 import shlex
@@ -16,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 
 from engine import cli, names, simulate
@@ -271,3 +273,193 @@ def test_weaker_alert_after_a_stronger_response_does_nothing(kube, tmp_path):
     pod_after = kube.get("pods", "default", "web-1")
     assert pod_after["metadata"]["labels"] == pod_before["metadata"]["labels"]
     assert pod_after["metadata"]["annotations"] == pod_before["metadata"]["annotations"]
+
+
+# --- submit --rerun -------------------------------------------------------------------------------------
+
+
+def argo_submit_from(argv: list[str]) -> int:
+    """The argo CLI's `submit --from workflowtemplate/T -n NS [--name N] [-p k=v]... [-l labels]` in its
+    kube mode, against $KUBECONFIG: server/workflow/workflow_server.go SubmitWorkflow builds the Workflow
+    with common.NewWorkflowFromWorkflowTemplate (convert.go: generateName T-, the workflow-template label,
+    spec.workflowTemplateRef) and util.ApplySubmitOpts (util.go: -l merged into the labels, -p parameters
+    first then the rest, --name), validate.Workflow refuses a missing template and a name over 63
+    characters (validate.go maxCharsInObjectName), then Workflows(ns).Create; an error is printed as
+    cmd/argo/commands/submit.go wraps it ("failed to submit workflow: ...") with exit status 1.
+    Not modelled: the creator labels (creator.LabelCreator), instance ids, --wait/--watch."""
+    import json
+    import os
+    import sys
+
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    assert argv[:2] == ["submit", "--from"], argv
+    kind, _, template = argv[2].partition("/")
+    assert kind == "workflowtemplate", argv
+    namespace, name, labels, params = "default", None, {}, []
+    it = iter(argv[3:])
+    for flag in it:
+        value = next(it)
+        if flag == "-n":
+            namespace = value
+        elif flag == "--name":
+            name = value
+        elif flag == "-l":
+            labels.update(kv.split("=", 1) for kv in value.split(","))
+        elif flag == "-p":
+            params.append(dict(zip(("name", "value"), value.split("=", 1))))
+        else:
+            raise AssertionError(f"argo submit: flag {flag} not modelled")
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=configuration)
+    custom = client.CustomObjectsApi(client.ApiClient(configuration))
+    try:
+        if name and len(name) > 63:
+            raise ValueError(f'workflow name "{name}" must not be more than 63 characters long (currently {len(name)})')
+        custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "workflowtemplates", template)
+        workflow = {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": f"{template}-", "namespace": namespace,
+                         "labels": {"workflows.argoproj.io/workflow-template": template, **labels}},
+            "spec": {"workflowTemplateRef": {"name": template}, "arguments": {"parameters": params}},
+        }
+        if name:
+            workflow["metadata"]["name"] = name
+        created = custom.create_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "workflows", workflow)
+    except ApiException as exc:
+        print(f"failed to submit workflow: {json.loads(exc.body)['message']}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"failed to submit workflow: {exc}", file=sys.stderr)
+        return 1
+    print(f"Name: {created['metadata']['name']}")
+    return 0
+
+
+def _argo_on_path(tmp_path: Path, monkeypatch) -> None:
+    bin_dir = tmp_path / "argo-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "argo"
+    # the function's own source, so that the fake CLI starts with nothing but the kubernetes client
+    script.write_text(f"#!{sys.executable}\nimport sys\n\n{inspect.getsource(argo_submit_from)}\n"
+                      "sys.exit(argo_submit_from(sys.argv[1:]))\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+@pytest.fixture
+def responded(kube, tmp_path, monkeypatch):
+    """The response the Sensor submitted for ALERT (as its ServiceAccount would, through the API), the
+    WorkflowTemplates of build/ applied, $KUBECONFIG the responder's (admin) and the argo CLI on PATH."""
+    kube.apply_build(ROOT / "build", folders=("pipelines",))
+    decision = simulate.decide(sensorsim.event_data_for_alert(json.loads(ALERT.read_text())),
+                               sensorsim.load_sensors(ROOT / "build"), sensorsim.load_eventsource(ROOT / "build"))
+    created, original = LocalRunner(kube, ROOT / "build").submit(decision.workflow)
+    assert created, original
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
+    _argo_on_path(tmp_path, monkeypatch)
+    return original
+
+
+def test_rerun_gets_a_fresh_name_past_the_dedupe_with_the_same_parameters(kube, responded, capfd):
+    """A plain re-submit of the alert is refused AlreadyExists by the API server (the deterministic
+    name is the dedupe key); `submit --rerun NAME --run` creates NAME-rerun-1 from the same
+    WorkflowTemplate and arguments, labelled as a re-run of NAME; the next re-run, and a re-run of
+    a re-run, count on from the re-runs the API lists."""
+    name, ns = responded["metadata"]["name"], responded["metadata"]["namespace"]
+    capfd.readouterr()
+    code, out, err = run_cli("submit", str(ALERT), "--run")
+    argo_err = capfd.readouterr().err  # the argo subprocess's own stderr
+    assert code == 1 and f'failed to submit workflow: workflows.argoproj.io "{name}" already exists' in argo_err, (err, argo_err)
+
+    code, out, err = run_cli("submit", "--rerun", name, "--run")
+    assert code == 0, err
+    assert f"re-run of Workflow {ns}/{name}" in err
+    rerun = kube.get("workflows", ns, f"{name}-rerun-1")
+    assert rerun["spec"]["workflowTemplateRef"] == responded["spec"]["workflowTemplateRef"]
+    assert ({p["name"]: p["value"] for p in rerun["spec"]["arguments"]["parameters"]}
+            == {p["name"]: p["value"] for p in responded["spec"]["arguments"]["parameters"]})
+    labels = rerun["metadata"]["labels"]
+    assert labels["falco-response.io/rerun-of"] == name
+    for key in LABELS_OF_A_RESPONSE:
+        assert labels[key] == responded["metadata"]["labels"][key], key
+
+    assert run_cli("submit", "--rerun", name, "--run")[0] == 0
+    code, _, err = run_cli("submit", "--rerun", f"{name}-rerun-1", "--run")
+    assert code == 0, err
+    reruns = {w["metadata"]["name"]: w["metadata"]["labels"]["falco-response.io/rerun-of"] for w in kube.list("workflows", ns)
+              if "falco-response.io/rerun-of" in w["metadata"]["labels"]}
+    assert reruns == {f"{name}-rerun-{n}": name for n in (1, 2, 3)}
+
+
+LABELS_OF_A_RESPONSE = ("falco-response.io/policy", "falco-response.io/pipeline", "falco-response.io/namespace",
+                        "falco-response.io/pod", "falco-response.io/rule", "falco-response.io/severity")
+
+
+def test_rerun_overrides_a_parameter_and_prints_the_command(kube, responded):
+    """`-p alert-time=` (an alert past max_alert_age_seconds: README "For responders") changes only that
+    parameter; without --run the command is printed shell-quoted, nothing is created; a dry run is
+    severity 0, so the label follows (names.response_severity)."""
+    name = responded["metadata"]["name"]
+    code, out, err = run_cli("submit", "--rerun", name, "-p", "alert-time=", "-p", "dry-run=true")
+    assert code == 0, err
+    argv = shlex.split(out.strip())
+    assert argv[:8] == ["argo", "submit", "--from", f"workflowtemplate/{responded['spec']['workflowTemplateRef']['name']}",
+                        "-n", "falco-response", "--name", f"{name}-rerun-1"]
+    params = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-p")
+    assert params["alert-time"] == "" and params["dry-run"] == "true"
+    assert json.loads(params["alert"]) == json.loads(ALERT.read_text())
+    assert "falco-response.io/severity=0" in argv[argv.index("-l") + 1].split(",")
+    assert "alert-time, dry-run overridden" in err
+    assert [w["metadata"]["name"] for w in kube.list("workflows", "falco-response")] == [name]
+
+
+def test_rerun_name_fits_argo_s_63_characters(kube, responded):
+    """A long by-hand name (argo submit --from ... --name) is cut so that NAME-rerun-<n> passes
+    validate.go's maxCharsInObjectName; rerun-of keeps the whole original name."""
+    long_name = "falco-checkpoint-and-quarantine-by-hand-" + "x" * 23
+    assert len(long_name) == 63
+    manual = copy.deepcopy(responded)
+    manual["metadata"] = {"name": long_name, "namespace": "falco-response", "labels": {}}
+    manual.pop("status", None)
+    assert LocalRunner(kube, ROOT / "build").submit(manual)[0]
+    code, out, err = run_cli("submit", "--rerun", long_name, "--run")
+    assert code == 0, err
+    (rerun,) = [w for w in kube.list("workflows", "falco-response") if w["metadata"]["name"].endswith("-rerun-1")]
+    assert len(rerun["metadata"]["name"]) == 63 and rerun["metadata"]["labels"]["falco-response.io/rerun-of"] == long_name
+
+
+def test_rerun_errors_are_one_line_and_submit_nothing(kube, responded, tmp_path):
+    """No such Workflow (404 from the API), a Workflow that runs no WorkflowTemplate of build/, an
+    unknown -p, --rerun with an alert, an unusable kubeconfig, an identity RBAC does not let read
+    Workflows (the API server's 403 Status message), an API server that does not answer: exit 1,
+    one line, nothing created."""
+    name = responded["metadata"]["name"]
+    checkpoint = kube.kubeconfig_for(kube.service_account_token("falco-response", "falco-response-checkpoint"))
+    unreachable = tmp_path / "unreachable.json"
+    config = json.loads(Path(kube.kubeconfig).read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = "https://127.0.0.1:1"
+    unreachable.write_text(json.dumps(config))
+    other = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+             "metadata": {"name": "hello", "namespace": "falco-response"},
+             "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"}}]}}
+    assert LocalRunner(kube, ROOT / "build").submit(other)[0]
+    before = sorted(w["metadata"]["name"] for w in kube.list("workflows", "falco-response"))
+    cases = [
+        (("--rerun", "nope"), "no Workflow falco-response/nope: nothing to re-run"),
+        (("--rerun", "hello"), "Workflow falco-response/hello is not a falco-response response: it runs no workflowTemplateRef"),
+        (("--rerun", responded["metadata"]["name"], "-p", "nope=1"), "has no parameter 'nope'"),
+        (("--rerun", responded["metadata"]["name"], str(ALERT)), "--rerun takes no alert"),
+        (("--rerun", "nope", "--kubeconfig", str(tmp_path / "missing")), f"no usable kubeconfig {tmp_path / 'missing'}"),
+        (("--rerun", name, "--kubeconfig", str(checkpoint)),
+         f'cannot read Workflow falco-response/{name}: workflows.argoproj.io "{name}" is forbidden: User '
+         '"system:serviceaccount:falco-response:falco-response-checkpoint" cannot get resource "workflows"'),
+        (("--rerun", name, "--kubeconfig", str(unreachable)), "cannot reach the API server https://127.0.0.1:1"),
+    ]
+    for args, message in cases:
+        code, out, err = run_cli("submit", *args, "--run")
+        assert code == 1 and out == "", (args, out, err)
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, (args, err)
+    assert sorted(w["metadata"]["name"] for w in kube.list("workflows", "falco-response")) == before

@@ -17,7 +17,7 @@ from standin.kube.resources import KUBERNETES_VERSION, ResourceType
 from standin.kube.selectors import parse_field_selector, parse_label_selector
 from standin.kube.serving import Request, Response
 from standin.kube.stamps import timestamp, utcnow
-from standin.kube import scale
+from standin.kube import logs, sar, scale, tokenrequest
 from standin.kube.store import Store
 from standin.kube.vap import Attributes as AdmissionAttributes
 from standin.kube.vap import ValidatingAdmissionPolicies
@@ -89,8 +89,10 @@ class ApiServer:
         kubelets: dict[str, Kubelet],
         deletions: list[dict],
         after_write=None,
+        container_logs: dict[str, bytes] | None = None,
     ) -> None:
         self.store = store
+        self.container_logs = container_logs if container_logs is not None else {}  # container id -> output
         self.tokens = tokens
         self.authorizer = Authorizer(store)
         self.policies = ValidatingAdmissionPolicies(store)
@@ -127,6 +129,8 @@ class ApiServer:
         target = parse_resource_path(request.path)
         if target is None:
             raise resource_not_served()
+        if sar.is_review_path(target.group, target.version, target.plural, target.namespace) and target.name is None:
+            return sar.serve(self.store, request)  # standin/kube/sar.py: nothing stored
         rt = self.store.served(target.group, target.version, target.plural)
         if rt is None or (target.namespace is not None and not rt.namespaced):
             raise resource_not_served()
@@ -236,8 +240,14 @@ class ApiServer:
         return grace
 
     def subresource(self, rt: ResourceType, target: ResourcePath, request: Request, user: User) -> Response:
+        if rt.plural == "serviceaccounts" and target.name and target.namespace and target.subpath == ("token",):
+            return tokenrequest.serve(self.store, self.tokens, target.namespace, target.name, request)
         if rt.plural == "nodes" and target.name and target.subpath[0] == "proxy":
             return self.node_proxy(target.name, target.subpath[1:], request)
+        if rt.plural == "pods" and target.name and target.namespace and target.subpath == ("log",):
+            if request.method != "GET":
+                raise ApiError(405, "the server does not allow this method on the requested resource")
+            return logs.serve(self.store.get(rt, target.namespace, target.name), request, self.container_logs)
         if rt.plural in scale.SCALABLE and target.name and target.namespace and target.subpath == ("scale",):
             def admit(new: dict, old: dict, dry_run: bool) -> None:
                 if self.policies.active():
