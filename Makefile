@@ -15,10 +15,10 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[local,test]'
+	$(PY) -m pip install -q -e '.[local,test,lint]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the project with its test and local extras
+install: $(VENV)/.installed ## create .venv and install the project with its test, local and lint extras
 
 build: install ## regenerate build/ from response.yaml
 	$(PY) -m engine.cli build
