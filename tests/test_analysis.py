@@ -375,13 +375,17 @@ def test_indicators_across_chunk_boundaries_once():
                          "xb+": (1, [1639]), "b{4}$": (1, [len(data) - 4])}, size  # fmt: skip
 
 
-def test_yara_rules_without_yara_python_are_reported():
-    import importlib.util
-
-    if importlib.util.find_spec("yara") is not None:
-        pytest.skip("yara-python is installed here: the rules run")
-    report = analyze_archive(io.BytesIO(containerd_bytes()), yara_rules='rule x { strings: $a = "miner" condition: $a }')
+def test_yara_rules_without_yara_python_are_reported(monkeypatch):
+    """Where yara-python cannot be imported (None in sys.modules makes `import yara` raise
+    ImportError), the rules are reported as not run; with it (the test extra) they run."""
+    rules = 'rule x { strings: $a = "miner" condition: $a }'
+    monkeypatch.setitem(__import__("sys").modules, "yara", None)
+    report = analyze_archive(io.BytesIO(containerd_bytes()), yara_rules=rules)
     assert report["indicators"]["yara"] == "rules given but yara-python is not installed: YARA not run"
+    assert not [m for m in report["indicators"]["matches"] if m["indicator"].startswith("yara:")]
+    monkeypatch.delitem(__import__("sys").modules, "yara")
+    report = analyze_archive(io.BytesIO(containerd_bytes()), yara_rules=rules)
+    assert report["indicators"]["yara"] == "run" and any(m["indicator"] == "yara:x" for m in report["indicators"]["matches"])
 
 
 def test_analysis_imports_nothing_from_the_standin():
@@ -435,3 +439,28 @@ def test_seekable_input_skips_pages_nobody_looks_at(tmp_path):
     with CountingFile(path, "r") as handle:
         analyze_archive(handle, strings=["stratum+tcp://"])
     assert CountingFile.read_bytes > 32 * MiB  # with an indicator every page is searched
+
+
+def test_yara_windows_count_each_instance_once():
+    """Scanner with yara-python over every split of a stream (as test_indicators_across_chunk_boundaries_once
+    does for strings and regexes): a text string, a hex string with a jump and a greedy regex, each
+    crossing some boundary, are counted once at their offset; yara-python 4.5's StringMatch
+    (.identifier, .instances[].offset/.matched_length) is what is read."""
+    data = b"." * 1000 + b"needle-in-a-haystack" + b"." * 500 + b"wallet=0123456789ab" + b"." * 100 + b"\xde\xad\x00\x00\xbe\xef" + b"."
+    rules = 'rule r { strings: $s = "needle-in-a-haystack" $h = { DE AD [2] BE EF } $w = /wallet=[0-9a-f]+/ condition: any of them }'
+    for size in (3, 7, 64, 1010, 1530, 1535, 1640, len(data)):
+        scanner = Scanner(yara_rules=rules, overlap=64)
+        for i in range(0, len(data), size):
+            scanner.feed(bytearray(data[i : i + size]), "memory", "m")
+        scanner.end("memory", "m")
+        [record] = scanner.hits.values()
+        assert record["rule"] == "r" and record["count"] == 3, size
+        assert sorted((h["string"], h["offset"]) for h in record["first"]) == [("$h", 1639), ("$s", 1000), ("$w", 1520)], size
+
+
+def test_yara_include_of_a_missing_file_is_one_error_line():
+    """yara.compile(source=) resolves `include` at compile time: a missing file is yara.SyntaxError,
+    one IndicatorError line (the CLI's exit 2), never a traceback."""
+    with pytest.raises(IndicatorError, match=r"^YARA rules do not compile: line 1: can't open include file") as caught:
+        Scanner(yara_rules='include "/nonexistent/rules.yar"\nrule r { condition: true }')
+    assert "\n" not in str(caught.value)

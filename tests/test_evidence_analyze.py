@@ -19,7 +19,7 @@ import pytest
 from standin.criu.scenario import EXPECTED
 from standin.kube.archive import write_checkpoint_archive
 from standin.s3 import S3Server
-from tests.test_analysis import MOMENT, members
+from tests.test_analysis import MOMENT, SHELL, members, tar_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "evidence-analyze"
@@ -116,3 +116,118 @@ def test_s3_object_streamed_from_the_store(archives):
         assert missing.returncode == 2 and "NoSuchKey" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
         gets = [r for r in s3.requests if r[0] == "GET" and key in r[1]]
         assert len(gets) == 1  # one GetObject, streamed: no download first, no second read
+
+
+# --- YARA rules (yara-python, the real library) -----------------------------------------------------
+
+RULES = """
+rule miner_elf : miner
+{
+    strings:
+        $name = "xmrig-lite"
+    condition:
+        uint32(0) == 0x464c457f and $name
+}
+
+rule stratum_url
+{
+    strings:
+        $url = "stratum+tcp://45.33.32.156:3333"
+    condition:
+        $url
+}
+"""
+
+
+def yara_matches(report: dict) -> list[dict]:
+    return [m for m in report["indicators"]["matches"] if m["indicator"].startswith("yara:")]
+
+
+def test_yara_rules_match_the_miner_file_and_the_stratum_url_in_memory(archives, tmp_path, capsys):
+    """`--yara rules.yar --json` with yara-python itself (libyara 4.5: yara.compile(source=),
+    Rules.match(data=) -> Match.rule, Match.strings[].identifier/.instances[].offset/.matched_length):
+    the ELF rule (its `uint32(0)` condition sees the file's own first bytes) matches the dropped
+    /tmp/.x/miner in the writable layer and nothing else; the stratum rule matches the shell's heap
+    in memory, at the pid and virtual address the plain string search gives for the same bytes."""
+    rules = tmp_path / "rules.yar"
+    rules.write_text(RULES)
+    url = "stratum+tcp://45.33.32.156:3333"
+    done = cli(str(archives["containerd"]), "--yara", str(rules), "--string", url, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["indicators"]["yara"] == "run" and report["errors"] == []
+    found = {(m["rule"], m["scope"], m["where"]) for m in yara_matches(report)}
+    assert ("miner_elf", "file", EXPECTED["dropped_elf"]["path"]) in found
+    assert [w for r, _, w in found if r == "miner_elf"] == [EXPECTED["dropped_elf"]["path"]]  # not passwd, not the memfd ELF
+    assert ("stratum_url", "file", EXPECTED["dropped_elf"]["path"]) in found  # the miner carries its pool URL too
+    memory = [m for m in yara_matches(report) if m["scope"] == "memory"]
+    assert [m["rule"] for m in memory] == ["stratum_url"] and memory[0]["pid"] == SHELL
+    plain = next(m for m in report["indicators"]["matches"] if m["indicator"] == url and m["scope"] == "memory")
+    hit, same = memory[0]["first"][0], plain["first"][0]
+    assert (memory[0]["where"], hit["offset"], hit["vaddr"]) == (plain["where"], same["offset"], same["vaddr"])
+    assert hit["string"] == "$url" and url in hit["excerpt"] and memory[0]["count"] == plain["count"]
+    miner = next(m for m in yara_matches(report) if m["rule"] == "miner_elf")
+    assert miner["count"] == 1 and miner["first"][0]["string"] == "$name" and "xmrig-lite" in miner["first"][0]["excerpt"]
+    assert any(f["code"] == "indicator" and "yara:miner_elf" in f["message"] for f in report["findings"])
+
+
+def test_yara_rule_split_across_the_chunk_boundary_matches_once(tmp_path, capsys):
+    """A changed file larger than the analyzer's read size (steps.forensics.archive.CHUNK, each
+    chunk searched with the previous one's last `overlap` bytes before it): a text string and a
+    regex string that both start before the boundary and end after it are each counted once, at
+    their offset in the file; the regex's shorter prefix seen at the end of the first window is
+    not counted as a second match."""
+    from steps.forensics.archive import CHUNK
+    from steps.forensics.indicators import DEFAULT_OVERLAP
+
+    marker, wallet = b"xmrig-lite stratum+tcp://", b"wallet=4Afq9k0123456789"
+    at, wallet_at = CHUNK - 10, 2 * CHUNK - 15  # each across a boundary (the file is 3 chunks)
+    assert at < CHUNK < at + len(marker) and wallet_at < 2 * CHUNK < wallet_at + len(wallet) and len(marker) < DEFAULT_OVERLAP
+    blob = bytearray(b"\0" * (3 * CHUNK))
+    blob[at : at + len(marker)] = marker
+    blob[wallet_at : wallet_at + len(wallet)] = wallet
+    items = [(n, tar_bytes([("srv/blob.bin", bytes(blob))]) if n == "rootfs-diff.tar" else d) for n, d in members("cri-o") if d is not None]
+    path = tmp_path / "split.tar"
+    path.write_bytes(tar_bytes(items))
+    rules = tmp_path / "split.yar"
+    rules.write_text('rule split { strings: $m = "xmrig-lite stratum+tcp://" $w = /wallet=[0-9A-Za-z]+/ condition: any of them }')
+    done = run(capsys, str(path), "--yara", str(rules), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    [match] = [m for m in yara_matches(report) if m["where"] == "/srv/blob.bin"]
+    assert match["rule"] == "split" and match["count"] == 2
+    assert sorted((h["string"], h["offset"]) for h in match["first"]) == [("$m", at), ("$w", wallet_at)]
+
+
+def test_yara_rules_with_a_syntax_error_exit_2_with_one_line(archives, tmp_path, capsys):
+    """yara.compile raises yara.SyntaxError ("line N: syntax error, ..."): the CLI prints one line
+    naming it, exits 2, and analyzes nothing."""
+    rules = tmp_path / "broken.yar"
+    rules.write_text('rule ok { condition: true }\nrule broken {\n    strings: $a = "x"\n    condition: $a and\n}\n')
+    done = run(capsys, str(archives["cri-o"]), "--yara", str(rules), "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: YARA rules do not compile: line ")
+
+
+def test_yara_rule_matching_nothing_gives_no_match(archives, tmp_path, capsys):
+    """A valid rule whose string is nowhere in the archive: YARA ran, and no yara match is listed."""
+    rules = tmp_path / "nothing.yar"
+    rules.write_text('rule absent { strings: $a = "no-such-indicator-anywhere-7f3a" condition: $a }')
+    done = run(capsys, str(archives["cri-o"]), "--yara", str(rules), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["indicators"]["yara"] == "run" and yara_matches(report) == [] and report["errors"] == []
+
+
+def test_yara_condition_only_rule_is_reported_once_per_stream(archives, tmp_path, capsys):
+    """A rule without strings (`uint32(0) == 0x464c457f`, the ELF magic) yields a Match whose
+    .strings is empty: it is still listed, once for each file or pages image it holds for, at
+    offset 0 of the first window (where the condition reads the stream's own first bytes)."""
+    rules = tmp_path / "elf.yar"
+    rules.write_text("rule elf_header { condition: uint32(0) == 0x464c457f }")
+    done = run(capsys, str(archives["containerd"]), "--yara", str(rules), "--json")
+    assert done.returncode == 0, done.stderr
+    found = {m["where"]: m for m in yara_matches(json.loads(done.stdout)) if m["scope"] == "file"}
+    assert list(found) == [EXPECTED["dropped_elf"]["path"]]  # /etc/passwd is no ELF
+    miner = found[EXPECTED["dropped_elf"]["path"]]
+    assert (miner["rule"], miner["count"], miner["first"][0]["offset"], miner["first"][0]["string"]) == ("elf_header", 1, 0, None)
