@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import lint, names, simulate
+from engine import names, simulate
 from engine.config import DNS1123_LABEL, ConfigError, locate, read_yaml
 from standin.argo.events import sensors as sensorsim
 
@@ -173,17 +173,11 @@ def run(args: argparse.Namespace) -> int:
     cases = load_cases(args.file)  # ConfigError: engine.cli prints it, exit 2
     build_dir = Path(args.build_dir)
     try:
-        webhook, sensors = simulate.load_build(build_dir)
+        webhook, sensors = simulate.open_build(build_dir, args.policy_file)
         policies = [p["name"] for s in sensors for p in simulate.policy_table(s)]
-    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
-        print(f"error: cannot read the manifests in {build_dir}/: {exc}", file=sys.stderr)
+    except (simulate.BuildUnreadable, sensorsim.Unsupported) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if not sensors:
-        print(f"error: no Sensor in {build_dir}/sensors (run `make build`)", file=sys.stderr)
-        return EXIT_FAILED
-    stale = lint.stale_note(build_dir, args.policy_file)
-    if stale:
-        print(stale, file=sys.stderr)
     try:
         outcomes = [evaluate(case, webhook, sensors, policies) for case in cases]
     except (sensorsim.Unsupported, sensorsim.GoError) as exc:

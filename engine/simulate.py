@@ -351,6 +351,24 @@ def load_build(build_dir: Path) -> tuple[WebhookSpec, list[dict]]:
     return webhook, sensors
 
 
+class BuildUnreadable(Exception):
+    """build/ cannot be evaluated: the one-line reason."""
+
+
+def open_build(build_dir: Path, policy_file: str | None) -> tuple[WebhookSpec, list[dict]]:
+    """load_build, with at least one Sensor, and the stale-build note printed (simulate and test)."""
+    try:
+        webhook, sensors = load_build(build_dir)
+    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
+        raise BuildUnreadable(f"cannot read the manifests in {build_dir}/: {exc}") from None
+    if not sensors:
+        raise BuildUnreadable(f"no Sensor in {build_dir}/sensors (run `make build`)")
+    stale = lint.stale_note(build_dir, policy_file)
+    if stale:
+        print(stale, file=sys.stderr)
+    return webhook, sensors
+
+
 def _one(path: str, build_dir: Path, webhook: WebhookSpec, sensors: list[dict], args, label: bool) -> int:
     """Decide for the alert at PATH and print it; the exit status for that alert."""
     try:
@@ -399,16 +417,10 @@ def run(args: argparse.Namespace) -> int:
     EXIT_UNSUPPORTED > EXIT_OK)."""
     build_dir = Path(args.build_dir)
     try:
-        webhook, sensors = load_build(build_dir)
-    except (OSError, sensorsim.Unsupported, sensorsim.GoError) as exc:
-        print(f"error: cannot read the manifests in {build_dir}/: {exc}", file=sys.stderr)
+        webhook, sensors = open_build(build_dir, args.policy_file)
+    except BuildUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNSUPPORTED
-    if not sensors:
-        print(f"error: no Sensor in {build_dir}/sensors (run `make build`)", file=sys.stderr)
-        return EXIT_UNSUPPORTED
-    stale = lint.stale_note(build_dir, args.policy_file)
-    if stale:
-        print(stale, file=sys.stderr)
     try:
         paths = inputs(args.paths)
     except InputError as exc:
