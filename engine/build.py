@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from engine import config as config_mod
-from engine import admission, blast_radius, lint, names, rbac
+from engine import admission, blast_radius, egress, lint, names, rbac
 from engine import openshift
 from engine.config import ResponseConfig
 from engine.yamlout import dump
@@ -60,6 +60,7 @@ def manifests(cfg: ResponseConfig) -> dict[str, dict]:
     workflow_templates = [wt.to_dict() for wt in response.build_all(cfg.settings)]
     for wt in workflow_templates:
         add("pipelines", wt)
+    add("network", egress.analyze_networkpolicy(cfg.settings))  # not in pipelines/: WorkflowTemplates only
     for obj in rbac.service_accounts(cfg.settings) + [rbac.executor_token_secret(cfg.settings)] + rbac.roles(cfg.settings):
         add("rbac", obj)
     for folder, obj in blast_radius.manifests(cfg.settings, workflow_templates):

@@ -7,9 +7,11 @@ the first one that matches an alert decides the response. Every error names the 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
@@ -106,6 +108,55 @@ class EvidenceStore(_Model):
     credentials_secret: str = "evidence-store-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
     object_lock: ObjectLock | None = None
     sse: ServerSideEncryption | None = None
+    # The analyze pod's egress NetworkPolicy (engine/egress.py): the store by address, since a
+    # NetworkPolicy cannot name a host; egress_except is cut out of each egress CIDR containing it.
+    egress_cidrs: list[str] = ["0.0.0.0/0"]
+    egress_except: list[str] = list(names.EGRESS_EXCEPT_DEFAULT)
+    egress_port: int | None = Field(None, ge=1, le=65535)  # None: the endpoint's port, else 443
+    # argoexec's wait container writes the node's outputs through the API server (its endpoints'
+    # addresses and ports, after the Service's DNAT); [] leaves that rule out.
+    apiserver_cidrs: list[str] = list(names.APISERVER_CIDRS_DEFAULT)
+    apiserver_ports: list[int] = [443, 6443]
+
+    @field_validator("egress_cidrs", "egress_except", "apiserver_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR such as 10.0.0.0/8 (address bits past the prefix must be 0)") from None
+        if len(set(v)) != len(v):
+            raise ValueError("lists a CIDR twice")
+        return v
+
+    @field_validator("apiserver_ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= port <= 65535 for port in v) or len(set(v)) != len(v):
+            raise ValueError(f"{v} must be distinct ports 1-65535")
+        return v
+
+    @model_validator(mode="after")
+    def _egress(self) -> "EvidenceStore":
+        if not self.egress_cidrs:
+            raise ValueError("egress_cidrs needs at least one CIDR: the analyze step must reach the evidence store")
+        try:
+            port = urlsplit(self.endpoint).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"endpoint {self.endpoint!r} has a port that is not 1-65535")
+        return self
+
+    def store_port(self) -> int:
+        """egress_port, else the endpoint URL's port, else its scheme's (https 443, http 80); AWS: 443."""
+        if self.egress_port is not None:
+            return self.egress_port
+        if not self.endpoint:
+            return 443
+        url = urlsplit(self.endpoint)
+        return url.port or (80 if url.scheme == "http" else 443)
 
     @field_validator("bucket")
     @classmethod

@@ -154,6 +154,16 @@ STEPS = ("verify", "checkpoint", "copy", "analyze", "quarantine", "delete", "rep
 # adds their SHA-256s to the chain of custody: a new object, since manifest.json is written once
 # (If-None-Match, Object Lock) and never gets a second version.
 ANALYSIS_OBJECT = "analysis.json"
+# The analyze step's pods carry this label (its template's metadata, which Argo copies onto the pod:
+# workflowpod.go addMetadata); its egress NetworkPolicy (engine/egress.py) selects them by it.
+LABEL_STEP = f"{DOMAIN}/step"
+ANALYZE_EGRESS_NETWORKPOLICY = "falco-response-analyze-egress"
+# What the store's egress rule cuts out of its CIDRs by default: the cluster-private ranges (RFC 1918,
+# carrier-grade NAT 100.64/10, where many pod and service CIDRs live) and link-local (169.254/16:
+# the cloud metadata service and its node credentials).
+EGRESS_EXCEPT_DEFAULT = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+# Where the API server's endpoints usually are (EKS: ENIs in the VPC; kubeadm: control-plane nodes).
+APISERVER_CIDRS_DEFAULT = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 ANALYSIS_SUMMARY_OBJECT = "summary"
 ANALYSIS_CUSTODY_OBJECT = "custody-analyze.json"
 CUSTODY_SCHEMA = f"{DOMAIN}/custody-record/v1"

@@ -304,6 +304,7 @@ def analyze(settings: Settings) -> Container:
         needs_api=False,
         env=env,
         active_deadline_seconds=ANALYZE_TIMEOUT_SECONDS + 120,
+        labels={names.LABEL_STEP: "analyze"},  # on its pods: what engine/egress.py's NetworkPolicy selects
     )
 
 
