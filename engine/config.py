@@ -309,6 +309,45 @@ class Notifications(_Model):
     webhook_secret: SecretKey | None = None  # a generic JSON webhook, URL kept in a Secret
 
 
+class AnalysisSettings(_Model):
+    """What the analyze step searches for in memory pages and changed files (steps/forensics/
+    indicators.py): each string and regex is one more pass over the archive's bytes, so keep the
+    lists short. YARA rules come from a ConfigMap (key rules.yar) in the pipelines' namespace."""
+
+    strings: list[str] = ["stratum+tcp://", "/dev/tcp/"]
+    regexes: list[str] = []
+    yara_configmap: str = ""
+
+    @field_validator("strings", "regexes")
+    @classmethod
+    def _indicators(cls, v: list[str]) -> list[str]:
+        if len(v) > 32:
+            raise ValueError(f"{len(v)} entries: at most 32 (each is one more pass over the archive)")
+        for text in v:
+            if not text or len(text) > 256:
+                raise ValueError(f"{text!r}: 1 to 256 characters")
+            if "{{" in text:  # Argo would substitute it in the step's arguments
+                raise ValueError(f"{text!r}: '{{{{' cannot be passed through Argo's templating")
+        return v
+
+    @field_validator("regexes")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern.encode())
+            except re.error as exc:
+                raise ValueError(f"regex {pattern!r} does not compile (Python re over bytes): {exc}") from None
+        return v
+
+    @field_validator("yara_configmap")
+    @classmethod
+    def _configmap(cls, v: str) -> str:
+        if v and not DNS1123_SUBDOMAIN.fullmatch(v):
+            raise ValueError(f"{v!r} is not a ConfigMap name")
+        return v
+
+
 class Settings(_Model):
     namespace: str = "falco-response"  # where response workflows run
     argo_namespace: str = "argo"
@@ -329,6 +368,7 @@ class Settings(_Model):
     pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess"] = "OnPodSuccess"
     notifications: Notifications = Notifications()
     blast_radius: BlastRadius = BlastRadius()
+    analysis: AnalysisSettings = AnalysisSettings()
 
     @field_validator("namespace", "argo_namespace")
     @classmethod

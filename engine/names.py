@@ -186,3 +186,7 @@ SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # where a pod's 
 def executor_token_secret(service_account: str) -> str:
     """The Secret Argo's controller mounts for `executor.serviceAccountName` (util/secrets TokenName)."""
     return f"{service_account}.service-account-token"
+
+# The analyze step's YARA rules (settings.analysis.yara_configmap): the ConfigMap key and where it is mounted.
+YARA_RULES_KEY = "rules.yar"
+YARA_RULES_DIR = "/etc/falco-response/yara"

@@ -295,6 +295,14 @@ def analyze(settings: Settings) -> Container:
         "--workflow-uid={{workflow.uid}}",
         f"--timeout={ANALYZE_TIMEOUT_SECONDS}",
     ]
+    a = settings.analysis
+    args += [f"--string={text}" for text in a.strings] + [f"--regex={pattern}" for pattern in a.regexes]
+    volumes, mounts = [], []
+    if a.yara_configmap:  # read-only, from the pipelines' namespace; the step reads the file only
+        volumes = [m.Volume(name="yara-rules", config_map=m.ConfigMapVolumeSource(name=a.yara_configmap, items=[
+            m.KeyToPath(key=names.YARA_RULES_KEY, path=names.YARA_RULES_KEY)]))]
+        mounts = [m.VolumeMount(name="yara-rules", mount_path=names.YARA_RULES_DIR, read_only=True)]
+        args.append(f"--yara={names.YARA_RULES_DIR}/{names.YARA_RULES_KEY}")
     return step(
         settings,
         "analyze",
@@ -305,6 +313,8 @@ def analyze(settings: Settings) -> Container:
         env=env,
         active_deadline_seconds=ANALYZE_TIMEOUT_SECONDS + 120,
         labels={names.LABEL_STEP: "analyze"},  # on its pods: what engine/egress.py's NetworkPolicy selects
+        volumes=volumes,
+        mounts=mounts,
     )
 
 

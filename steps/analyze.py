@@ -28,6 +28,10 @@ evidence store.
    finds the custody record already written repeats its outputs; one that finds analysis.json or
    summary already written by this run keeps them and records what is stored.
 
+Indicators (settings.analysis, passed as --string, --regex and --yara FILE, the rules mounted from
+a ConfigMap read-only): searched in memory pages and changed files; a bad regex or YARA rule
+refuses in one line before anything is written.
+
 Outputs (the Argo UI shows them): analysis-uri, analysis-sha256, summary (<= 1 KiB), findings (one
 line: "analysis: 3 findings: shell under nginx, ..."; the report step carries it), custody-uri.
 
@@ -82,7 +86,14 @@ def parse(argv: Sequence[str] | None):
     parser.flag("workflow-namespace", common.dns_label)
     parser.flag("workflow-uid", common.matching(common.UID, "a workflow UID"))
     parser.flag("timeout", common.whole(1, 86400), default="600")
+    # indicators (settings.analysis): searched in memory pages and changed files
+    parser.add_argument("--string", action="append", default=[])
+    parser.add_argument("--regex", action="append", default=[])
+    parser.flag("yara", default="")
     args = parser.parse(argv)
+    for text in [*args.string, *args.regex]:
+        if not text or len(text) > 256 or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            raise Refused(f"string/regex: {text[:60]!r} must be 1 to 256 characters without control characters")
     bucket, folder = args.manifest_uri
     if bucket != args.bucket:
         raise Refused(f"manifest-uri: bucket {bucket} is not the evidence store's bucket {args.bucket}")
@@ -303,10 +314,28 @@ def put_once(client, args, key: str, body: bytes, content_type: str, metadata: d
 # --- the analysis --------------------------------------------------------------------------------
 
 
-def run_analyzer(reader, seconds: int) -> tuple[dict, str]:
+MAX_YARA_BYTES = 1024 * 1024
+
+
+def read_yara(path: str) -> str | None:
+    """The YARA rules at PATH (the mounted ConfigMap), or None without --yara."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_YARA_BYTES + 1)
+    except OSError as exc:
+        raise Refused(f"yara: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_YARA_BYTES:
+        raise Refused(f"yara: {path} is over {MAX_YARA_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def run_analyzer(reader, seconds: int, strings=(), regexes=(), yara_rules: str | None = None) -> tuple[dict, str]:
     """(report, summary) from the analyzer, within `seconds`; any failure is one StepError line."""
     try:
         from steps.forensics import analysis
+        from steps.forensics.indicators import IndicatorError
     except ImportError as exc:
         raise StepError(f"the analyzer is not available in this image ({common.one_line(exc, 120)})") from None
 
@@ -316,8 +345,10 @@ def run_analyzer(reader, seconds: int) -> tuple[dict, str]:
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(seconds)
     try:
-        report = analysis.analyze_archive(reader)
+        report = analysis.analyze_archive(reader, strings=strings, regexes=regexes, yara_rules=yara_rules)
         text = analysis.summary(report)
+    except IndicatorError as exc:
+        raise Refused(f"indicators: {common.one_line(exc, 200)}; nothing analyzed, nothing written") from None
     except Timeout:
         raise StepError(f"the analysis did not finish within {seconds} s: stopped; the evidence is untouched, nothing written") from None
     except MemoryError:
@@ -424,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     from steps.copy import s3_client
 
+    yara_rules = read_yara(args.yara)
     client = s3_client(args)
     record_key = args.folder + names.ANALYSIS_CUSTODY_OBJECT
     if earlier_record(client, args, record_key):
@@ -448,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2. analyze the version just verified
     reader = S3Reader(client, args.bucket, key, size, version_id, None if version_id else etag)
     try:
-        report, summary_text = run_analyzer(io.BufferedReader(reader, MiB), args.timeout)
+        report, summary_text = run_analyzer(io.BufferedReader(reader, MiB), args.timeout, args.string, args.regex, yara_rules)
     finally:
         reader.close()
     findings = findings_line(report)

@@ -51,7 +51,7 @@ def stored(s3: S3Server, bucket: str, tmp_path: Path, **copy_flags: str) -> tupl
     return data, outputs(tmp_path)
 
 
-def run_analyze(s3: S3Server, tmp_path: Path, copied: dict[str, str], env: dict | None = None, **overrides: str):
+def run_analyze(s3: S3Server, tmp_path: Path, copied: dict[str, str], env: dict | None = None, extra: tuple = (), **overrides: str):
     values = {
         "manifest-uri": copied["manifest-uri"], "sha256": copied["sha256"],
         "bucket": copied["manifest-uri"][5:].partition("/")[0], "endpoint-url": s3.url, "region": "us-east-1",
@@ -62,7 +62,7 @@ def run_analyze(s3: S3Server, tmp_path: Path, copied: dict[str, str], env: dict 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     environ.update(s3.env(), STEP_RETRY_BASE_DELAY="0.01", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     environ.update(env or {})
-    argv = [sys.executable, "-m", "steps.analyze", *(f"--{k}={v}" for k, v in values.items())]
+    argv = [sys.executable, "-m", "steps.analyze", *(f"--{k}={v}" for k, v in values.items()), *extra]
     return subprocess.run(argv, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -293,3 +293,58 @@ def test_a_retry_after_the_analysis_was_stored_keeps_it_and_records_what_is_stor
     record = json.loads(client.get_object(Bucket=PLAIN, Key=CUSTODY)["Body"].read())
     assert {o["key"]: o["sha256"] for o in record["objects"]} == {k: hashlib.sha256(v).hexdigest() for k, v in kept.items()}
     assert (tmp_path / "again" / "analysis-sha256").read_text() == hashlib.sha256(kept[ANALYSIS]).hexdigest()
+
+
+def test_configured_indicators_reach_the_analysis(s3, tmp_path):
+    """settings.analysis -> the analyze step's --string/--regex/--yara (pipelines.templates.analyze):
+    the stand-in archive's shell memory holds a stratum URL and its writable layer a dropped ELF."""
+    _, copied = stored(s3, LOCKED, tmp_path, object_lock_mode="GOVERNANCE", object_lock_days="2")
+    rules = tmp_path / "rules.yar"
+    rules.write_text('rule elf_in_layer { strings: $m = { 7F 45 4C 46 } condition: $m at 0 }\n')
+    result = run_analyze(s3, tmp_path, copied, extra=("--string=stratum+tcp://", "--regex=45\\.33\\.32\\.156", f"--yara={rules}"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(s3.client().get_object(Bucket=LOCKED, Key=ANALYSIS)["Body"].read())["report"]
+    indicators = {m["indicator"] for m in report["indicators"]["matches"]}
+    assert {"stratum+tcp://", "45\\.33\\.32\\.156", "yara:elf_in_layer"} <= indicators, indicators
+
+
+def test_a_bad_indicator_refuses_before_anything_is_written(s3, tmp_path):
+    _, copied = stored(s3, LOCKED, tmp_path, object_lock_mode="GOVERNANCE", object_lock_days="2")
+    before = versions(s3, LOCKED)
+    line = one_error_line(run_analyze(s3, tmp_path, copied, extra=("--regex=(unclosed",)))
+    assert "indicators:" in line and "nothing written" in line
+    assert versions(s3, LOCKED) == before
+    line = one_error_line(run_analyze(s3, tmp_path, copied, extra=(f"--yara={tmp_path / 'missing.yar'}",)))
+    assert line.startswith("error: yara: cannot read")
+
+
+def test_analysis_settings_become_the_step_arguments_and_a_read_only_rules_volume():
+    from engine import config
+    from pipelines import templates
+
+    cfg = config.parse({"settings": {"analysis": {"strings": ["xmrig"], "regexes": ["stratum\\+tcp://"], "yara_configmap": "yara-rules"}},
+                        "policies": [{"name": "p", "match": {"rules": ["Terminal shell in container"]}, "response": "checkpoint-only"}]})
+    container = templates.analyze(cfg.settings)
+    args = container.args
+    assert "--string=xmrig" in args and "--regex=stratum\\+tcp://" in args
+    assert f"--yara={names.YARA_RULES_DIR}/{names.YARA_RULES_KEY}" in args
+    mount = next(m for m in container.volume_mounts if m.name == "yara-rules")
+    assert mount.read_only and mount.mount_path == names.YARA_RULES_DIR
+    default = templates.analyze(config.parse({"policies": [{"name": "p", "match": {"rules": ["R"]}, "response": "checkpoint-only"}]}).settings)
+    assert not any(a.startswith("--yara") for a in default.args) and "--string=stratum+tcp://" in default.args
+
+
+@pytest.mark.parametrize("analysis, words", [
+    ({"regexes": ["(unclosed"]}, "does not compile"),
+    ({"strings": ["{{workflow.name}}"]}, "Argo's templating"),
+    ({"yara_configmap": "Not_A_Name"}, "not a ConfigMap name"),
+])
+def test_bad_analysis_settings_are_one_line(tmp_path, analysis, words):
+    """engine.config.AnalysisSettings refuses, build/ is not written."""
+    policy = tmp_path / "response.yaml"
+    policy.write_text(json.dumps({"settings": {"analysis": analysis},
+                                  "policies": [{"name": "p", "match": {"rules": ["R"]}, "response": "checkpoint-only"}]}))
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "build", "--policy-file", str(policy), "--out", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
