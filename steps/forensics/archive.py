@@ -36,7 +36,7 @@ from typing import BinaryIO
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
-CHUNK = 1 * MiB  # read size of the hot loops: big enough that per-chunk Python work is noise
+CHUNK = 4 * MiB  # read size of the hot loops: big enough that per-chunk Python work is noise
 BLOCK = 512
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
