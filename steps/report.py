@@ -240,15 +240,19 @@ def compose(args, steps: dict[str, dict], pod_exists: bool | None) -> tuple[bool
     if actions:
         text += f"; {actions}"
     text += "."
+    checkpoint_stored = False
     if "copy" in steps:
         evidence = evidence_of(steps)
         if evidence["uri"] != UNKNOWN or succeeded:
+            checkpoint_stored = True
             text += f" Evidence {evidence['uri']} sha256 {evidence['sha256']} ({evidence['size']} bytes)."
         else:
-            text += " No evidence stored."
+            text += " No checkpoint stored."
     bundle = steps.get("verify", {}).get("outputs", {}).get("bundle", "")
     if bundle.startswith("failed: "):  # verify's evidence bundle (steps/bundle.py) never stops containment
         text += f" Evidence bundle NOT stored ({common.one_line(bundle.removeprefix('failed: '), 160)}); containment unaffected."
+    elif bundle.startswith("stored: ") and not checkpoint_stored:  # the only evidence: say where it is
+        text += f" Evidence bundle {common.one_line(bundle.removeprefix('stored: '), 200)}."
     analysis = analysis_text(steps)
     if analysis:
         text += f" {analysis}"

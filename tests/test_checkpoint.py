@@ -459,6 +459,8 @@ def test_reverse_shell_still_contains_the_pod_and_shows_the_node_fix(tmp_path):
     out = contained_demo(tmp_path, reverse_shell=True)
     assert "checkpoint: error: CRIU on node-1 could not checkpoint default/kubecon/alpine (criu failed: type DUMP" in out
     assert "add a line `tcp-established` to /etc/criu/runc.conf on the node; log: /run/containerd/" in out
+    # the report's Event: no checkpoint, but the evidence bundle verify read before isolating (steps/report.py)
+    assert "No checkpoint stored. Evidence bundle s3://falco-evidence/" in out and "/bundle/manifest.json." in out
 
 
 def test_demo_command_takes_the_node_options():

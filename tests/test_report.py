@@ -208,7 +208,7 @@ def test_failed_unknown_and_dry_run_responses(kube, tmp_path):
     [event] = events(kube, "failed")
     assert event["reason"] == "FalcoResponseFailed" and event["type"] == "Warning"
     assert "response FAILED at step copy (Failed: Error (exit code 1): upload checksum mismatch)" in event["message"]
-    assert "No evidence stored." in event["message"] and "quarantine Omitted" in event["message"]
+    assert "No checkpoint stored." in event["message"] and "quarantine Omitted" in event["message"]
     assert json.loads(runs["failed"].outputs["summary"])["results"] == {"quarantine": "unknown"}
 
     # the Workflow cannot be read: everything is unknown, nothing crashes
