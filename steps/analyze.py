@@ -140,33 +140,18 @@ def missing(exc: StepError) -> bool:
     return error_code(exc.__cause__) in ("NoSuchKey", "404", "NotFound")
 
 
-class S3Reader(io.RawIOBase):
+class S3Reader(common.SeekableReader):
     """One object version read as a seekable file: a ranged GET from the current position, kept
     open while reading goes forward, opened again after a seek (a short forward seek reads on).
     Pinned to `version_id`, else to `etag` (If-Match: 412 if the object was replaced)."""
 
     def __init__(self, client, bucket: str, key: str, size: int, version_id: str | None, etag: str | None) -> None:
-        super().__init__()
-        self.client, self.bucket, self.key, self.size = client, bucket, key, size
+        super().__init__(size)
+        self.client, self.bucket, self.key = client, bucket, key
         self.pin = {"VersionId": version_id} if version_id else ({"IfMatch": etag} if etag else {})
-        self.position = 0
         self.stream = None
         self.stream_at = 0
         self.requests = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
 
     def _open(self) -> None:
         self.close_stream()

@@ -9,6 +9,7 @@ option. Output parameters are files under the outputs directory, read back by Ar
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -348,3 +349,26 @@ def kube_api_client():
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SeekableReader(io.RawIOBase):
+    """A read-only file of `size` bytes read by position (copy's pread of the archive, analyze's
+    ranged GETs): the position bookkeeping both share; subclasses implement readinto."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size, self.position = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position

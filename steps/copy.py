@@ -59,7 +59,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import os
 import re
@@ -263,26 +262,12 @@ def credentials() -> dict[str, str]:
 # --- what the archive says it is ----------------------------------------------------------------
 
 
-class _Positional(io.RawIOBase):
+class _Positional(common.SeekableReader):
     """The open archive read by position (os.pread): the upload's own file offset is not moved."""
 
     def __init__(self, fd: int, size: int) -> None:
-        super().__init__()
-        self.fd, self.size, self.position = fd, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
+        super().__init__(size)
+        self.fd = fd
 
     def readinto(self, buffer) -> int:
         data = os.pread(self.fd, len(buffer), self.position)
