@@ -71,6 +71,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
+from engine import names
 from engine.patterns import S3_BUCKET, S3_ENDPOINT, S3_PREFIX
 from steps import common
 from steps.common import Refused, StepError, no_control_characters, optional, rule_name
@@ -82,7 +83,7 @@ MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 MAX_ALERT_BYTES = 1024 * 1024
-MANIFEST_SCHEMA = "falco-response.io/evidence-manifest/v1"
+MANIFEST_SCHEMA = names.EVIDENCE_MANIFEST_SCHEMA  # what analyze and `evidence get` check
 METADATA_MEMBERS = ("config.dump", "spec.dump", "status.dump")  # what names the container (module docstring)
 MAX_METADATA_BYTES = 4 * MiB  # a spec.dump with many env vars is ~100 KiB
 MAX_MEMBERS = 1_000_000
