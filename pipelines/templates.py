@@ -122,7 +122,7 @@ def verify(settings: Settings, pipeline: str = "", isolate: bool = False) -> Con
         + [f"--max-alert-age={settings.max_alert_age_seconds}"]
         + _owner_cap(settings, pipeline)
         + (_isolate(settings) if isolate else [])
-        + _bundle_flags(settings),
+        + _evidence_write_flags(settings),
         # the evidence bundle is read before isolation and stored from this pod (steps/bundle.py): put-only.
         # optional: without the Secret the kubelet would not start the pod (CreateContainerConfigError),
         # and isolation must never wait for the evidence store; the bundle then says `failed: ...`.
@@ -134,13 +134,11 @@ def verify(settings: Settings, pipeline: str = "", isolate: bool = False) -> Con
     )
 
 
-def _bundle_flags(settings: Settings) -> list[str]:
-    """Where verify stores the evidence bundle (steps/bundle.py): copy's bucket, prefix, lock and encryption."""
+def _evidence_write_flags(settings: Settings) -> list[str]:
+    """Where copy writes the evidence and verify the evidence bundle (steps/bundle.py): the store,
+    prefix, Object Lock and encryption."""
     ev = settings.evidence
-    return [
-        f"--bucket={ev.bucket}",
-        f"--endpoint-url={ev.endpoint}",
-        f"--region={ev.region}",
+    return _evidence_store(settings)[0] + [
         f"--prefix={ev.prefix}",
         f"--object-lock-mode={ev.object_lock.mode if ev.object_lock else ''}",
         f"--object-lock-days={ev.object_lock.days if ev.object_lock else 0}",
@@ -215,7 +213,7 @@ def checkpoint(settings: Settings) -> Container:
 
 
 def copy(settings: Settings) -> Container:
-    ev, cp = settings.evidence, settings.checkpoint
+    cp = settings.checkpoint
     inputs = [
         "archive", "node", "namespace", "pod", "container", "container-id", "pod-uid",
         "image", "image-id", "rule", "priority", "alert-time", "policy", "bundle-manifest-uri", "bundle-sha256",
@@ -226,15 +224,7 @@ def copy(settings: Settings) -> Container:
         "--workflow-name={{workflow.name}}",
         "--workflow-namespace={{workflow.namespace}}",
         "--workflow-uid={{workflow.uid}}",
-        f"--bucket={ev.bucket}",
-        f"--endpoint-url={ev.endpoint}",
-        f"--region={ev.region}",
-        f"--prefix={ev.prefix}",
-        f"--object-lock-mode={ev.object_lock.mode if ev.object_lock else ''}",
-        f"--object-lock-days={ev.object_lock.days if ev.object_lock else 0}",
-        f"--sse={ev.sse.algorithm if ev.sse else ''}",
-        f"--sse-kms-key-id={(ev.sse.kms_key_id or '') if ev.sse else ''}",
-    ]
+    ] + _evidence_write_flags(settings)
     _, env = _evidence_store(settings)
     pin = m.Affinity(
         node_affinity=m.NodeAffinity(
