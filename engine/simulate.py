@@ -214,7 +214,9 @@ def policy_table(sensor: dict) -> list[dict]:
         return []
     try:
         rows = json.loads(text)
-        return [{"name": row[0], "pipeline": row[1], "row": row, "values": generator.policy_tuple(*row)} for row in rows]
+        if not isinstance(rows, list) or any(not isinstance(row, list) or len(row) != 4 for row in rows):
+            raise TypeError("not [name, pipeline, dry run, order] rows")
+        return [{"name": row[0], "pipeline": row[1], "row": row} for row in rows]
     except (ValueError, TypeError, IndexError):
         raise sensorsim.Unsupported(
             f"Sensor {sensor['metadata'].get('name')}: annotation {names.ANNOTATION_POLICIES} is not a list of policy rows"

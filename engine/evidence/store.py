@@ -403,16 +403,27 @@ def get(store: Store, name: str, out: Path | None) -> dict:
 # --- the commands --------------------------------------------------------------------------------
 
 
-def run_list(args: argparse.Namespace) -> int:
+def _attempt(work):
+    """(work's result, None), or (None, exit status) after the one-line error: 2 bad input, 1 failed."""
     try:
-        store = connect(args)
-        rows = [summary_of(store, r) for r in responses(store)]
+        return work(), None
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return None, 2
     except Failed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return None, 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    def work():
+        store = connect(args)
+        return store, [summary_of(store, r) for r in responses(store)]
+
+    done, status = _attempt(work)
+    if status is not None:
+        return status
+    store, rows = done
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
         return 0
@@ -427,18 +438,16 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    try:
+    def work():
         store = connect(args)
         out = Path(args.out) if args.out else None
         if out is not None and out.exists() and not out.is_dir():
             raise BadInput(f"--out {args.out}: not a directory")
-        result = get(store, args.response, out)
-    except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Failed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return get(store, args.response, out)
+
+    result, status = _attempt(work)
+    if status is not None:
+        return status
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
