@@ -348,3 +348,23 @@ def test_bad_analysis_settings_are_one_line(tmp_path, analysis, words):
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_in_an_unversioned_bucket_the_reader_is_pinned_to_the_etag_it_verified(s3):
+    """The analysis reads the bytes it hashed: without versions, every ranged GET carries If-Match
+    with the verified ETag, and S3 answers 412 PreconditionFailed once the object was replaced
+    (S3 API GetObject, If-Match; moto's key lookup checks it the same way). Read through the
+    stand-in S3 over HTTP, as the step reads."""
+    from steps.analyze import S3Reader
+    from steps.common import StepError
+
+    client = s3.client()
+    client.put_object(Bucket=PLAIN, Key="a/checkpoint.tar", Body=b"A" * 4096)
+    etag = client.head_object(Bucket=PLAIN, Key="a/checkpoint.tar")["ETag"]
+    reader = S3Reader(client, PLAIN, "a/checkpoint.tar", 4096, None, etag)
+    assert io.BufferedReader(reader, 1024).read(10) == b"A" * 10
+    client.put_object(Bucket=PLAIN, Key="a/checkpoint.tar", Body=b"B" * 4096)  # replaced, same size
+    stale = S3Reader(client, PLAIN, "a/checkpoint.tar", 4096, None, etag)
+    with pytest.raises(StepError, match="PreconditionFailed|412"):
+        stale.seek(2048)
+        stale.readinto(bytearray(16))
